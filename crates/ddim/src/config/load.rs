@@ -1,0 +1,444 @@
+//! Loading `scheduler_config.json` the way `DDIMScheduler.from_config` does (diffusers 0.42.1,
+//! `ConfigMixin.extract_init_dict`):
+//!
+//! 1. keys listed in `_use_default_values` are removed (the target's defaults apply);
+//! 2. keys that only schedulers *compatible* with DDIM use (`skip_prk_steps`, `solver_order`,
+//!    `use_karras_sigmas`, …) are dropped silently;
+//! 3. if `_class_name` names another diffusers scheduler, that class's own keys are dropped too;
+//! 4. `_`-prefixed keys are set aside; the 15 DDIM keys are read; anything left is reported
+//!    as [`ConfigWarning::UnexpectedKeys`] (diffusers logs the same warning);
+//! 5. every key of the file that is not a DDIM key is kept in [`DdimConfig::extra`], so saving
+//!    writes it back, as diffusers does.
+//!
+//! Beyond diffusers, a file written for a scheduler family DDIM does not serve (flow matching,
+//! EDM, cosine DPM: no discrete β schedule) loads the same way but adds
+//! [`ConfigWarning::ForeignFamily`]. The library returns warnings; it never prints them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::known_schedulers::known_schedulers;
+use super::DdimConfig;
+use crate::error::{Error, Result};
+
+/// A config together with what loading it noticed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    /// The config diffusers would build.
+    pub config: DdimConfig,
+    /// Things the caller should be told about (diffusers logs some of them as warnings).
+    pub warnings: Vec<ConfigWarning>,
+    /// DDIM keys absent from the file, so at their defaults (diffusers logs these at info level).
+    pub defaulted_keys: Vec<&'static str>,
+}
+
+/// Something worth telling the user about a loaded config. Display gives one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigWarning {
+    /// Keys that neither DDIM nor any scheduler compatible with it uses; they are ignored
+    /// (but kept in [`DdimConfig::extra`]). diffusers logs the same warning.
+    UnexpectedKeys {
+        /// The ignored keys, sorted.
+        keys: Vec<String>,
+    },
+    /// The file was written for a scheduler without a discrete β schedule (flow matching,
+    /// EDM, cosine DPM, …): DDIM loads it with its own defaults for the β keys, which are
+    /// probably not the model's noise schedule.
+    ForeignFamily {
+        /// The file's `_class_name`.
+        class_name: String,
+    },
+    /// `_class_name` names no scheduler of diffusers 0.42.1 (for example a removed Flax class),
+    /// so only the keys of DDIM-compatible schedulers were recognised.
+    UnknownClass {
+        /// The file's `_class_name`.
+        class_name: String,
+    },
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnexpectedKeys { keys } => write!(
+                f,
+                "config keys {} are not DDIMScheduler keys and are ignored",
+                keys.join(", ")
+            ),
+            Self::ForeignFamily { class_name } => write!(
+                f,
+                "config was written for {class_name}, a scheduler family DDIM does not serve \
+                 (no discrete beta schedule); it loads as diffusers would, with DDIM defaults \
+                 for the missing keys, which may not match the model"
+            ),
+            Self::UnknownClass { class_name } => write!(
+                f,
+                "_class_name {class_name:?} is not a scheduler of diffusers {}; only keys of \
+                 DDIM-compatible schedulers were recognised",
+                super::DIFFUSERS_VERSION
+            ),
+        }
+    }
+}
+
+impl DdimConfig {
+    /// Parses a `scheduler_config.json` text as `DDIMScheduler.from_config` would, discarding
+    /// the warnings (see [`DdimConfig::load_json_str`] to get them).
+    ///
+    /// ```
+    /// let config = ddim::DdimConfig::from_json_str(r#"{"_class_name": "PNDMScheduler",
+    ///     "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+    ///     "skip_prk_steps": true, "steps_offset": 1}"#)?;
+    /// assert_eq!(config.steps_offset, 1);
+    /// assert_eq!(config.extra["skip_prk_steps"], true); // kept, as diffusers keeps it
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfigParse`] for text that is not a JSON object (merge-conflict markers are
+    /// named as such), a DDIM key with a value of the wrong type or an unknown mode name, or a
+    /// `_class_name` that is neither a string nor a list.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        Ok(Self::load_json_str(text)?.config)
+    }
+
+    /// Like [`DdimConfig::from_json_str`], and also returns the load warnings.
+    ///
+    /// ```
+    /// use ddim::{ConfigWarning, DdimConfig};
+    /// let loaded = DdimConfig::load_json_str(r#"{"foo_unknown": 3}"#)?;
+    /// assert_eq!(loaded.warnings, [ConfigWarning::UnexpectedKeys { keys: vec!["foo_unknown".into()] }]);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`DdimConfig::from_json_str`].
+    pub fn load_json_str(text: &str) -> Result<LoadedConfig> {
+        load_text(text, "<string>")
+    }
+
+    /// Reads a config from a `scheduler_config.json` file or a model folder (diffusers layout:
+    /// `<dir>/scheduler/scheduler_config.json`, else `<dir>/scheduler_config.json`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfigIo`] when no file can be read there; otherwise as
+    /// [`DdimConfig::from_json_str`], with the file name in the message.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::load_file(path)?.config)
+    }
+
+    /// Like [`DdimConfig::from_file`], and also returns the load warnings.
+    ///
+    /// # Errors
+    ///
+    /// As [`DdimConfig::from_file`].
+    pub fn load_file(path: impl AsRef<Path>) -> Result<LoadedConfig> {
+        let file = resolve_config_file(path.as_ref())?;
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::ConfigIo {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        load_text(&text, &file.display().to_string())
+    }
+
+    /// Builds a config from an already-parsed JSON object, as `DDIMScheduler.from_config(dict)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`DdimConfig::from_json_str`].
+    pub fn load_json_object(object: &Map<String, Value>) -> Result<LoadedConfig> {
+        extract(object, "<object>")
+    }
+}
+
+const CONFIG_NAME: &str = "scheduler_config.json";
+
+fn resolve_config_file(path: &Path) -> Result<std::path::PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let candidates = [
+        path.join("scheduler").join(CONFIG_NAME),
+        path.join(CONFIG_NAME),
+    ];
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| Error::ConfigIo {
+            path: path.to_path_buf(),
+            reason: format!("a folder with neither scheduler/{CONFIG_NAME} nor {CONFIG_NAME}"),
+        })
+}
+
+fn load_text(text: &str, source_name: &str) -> Result<LoadedConfig> {
+    let parse_error = |reason: String| Error::ConfigParse {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    if let Some((line, marker)) = find_conflict_marker(text) {
+        return Err(parse_error(format!(
+            "merge-conflict marker {marker:?} on line {line}: resolve the conflict first"
+        )));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| parse_error(format!("not valid JSON: {e}")))?;
+    match value {
+        Value::Object(object) => extract(&object, source_name),
+        other => Err(parse_error(format!(
+            "expected a JSON object at the top level, found {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+fn find_conflict_marker(text: &str) -> Option<(usize, &str)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let is_marker = ["<<<<<<< ", ">>>>>>> "].iter().any(|m| line.starts_with(m))
+            || line.trim_end() == "======="
+            || line.trim_end() == "<<<<<<<"
+            || line.trim_end() == ">>>>>>>";
+        is_marker.then_some((i + 1, line.trim_end()))
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The port of `ConfigMixin.extract_init_dict` followed by `register_to_config`.
+fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedConfig> {
+    let parse_error = |reason: String| Error::ConfigParse {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    let table = known_schedulers();
+
+    // 1. `_use_default_values`: those keys take the target's defaults.
+    let used_defaults: BTreeSet<String> = match input.get("_use_default_values") {
+        None => BTreeSet::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(other) => {
+            return Err(parse_error(format!(
+                "`_use_default_values` must be a list of key names, found {}",
+                json_kind(other)
+            )))
+        }
+    };
+    let original: Map<String, Value> = input
+        .iter()
+        .filter(|(k, _)| *k != "_use_default_values" && !used_defaults.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let expected: BTreeSet<&str> = DdimConfig::KEYS.iter().copied().collect();
+
+    // 2. keys of compatible schedulers that DDIM does not take: dropped silently.
+    let mut remaining: Map<String, Value> = original
+        .iter()
+        .filter(|(k, _)| !table.compatible_only_keys.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+
+    // 3. `_class_name`: the original class's own keys are dropped too.
+    let mut warnings = Vec::new();
+    match remaining.remove("_class_name") {
+        None => {}
+        Some(Value::String(name)) => match table.classes.get(&name) {
+            Some(class) => {
+                remaining.retain(|k, _| {
+                    expected.contains(k.as_str()) || !class.init_keys.iter().any(|c| c == k)
+                });
+                if !class.has_beta_schedule {
+                    warnings.push(ConfigWarning::ForeignFamily { class_name: name });
+                }
+            }
+            None => warnings.push(ConfigWarning::UnknownClass { class_name: name }),
+        },
+        Some(Value::Array(_)) => {}
+        Some(other) => {
+            return Err(parse_error(format!(
+                "`_class_name` must be a string or a list of strings, found {}",
+                json_kind(&other)
+            )))
+        }
+    }
+
+    // 4. private keys and `quantization_config` are set aside, DDIM keys are read.
+    remaining.retain(|k, _| !k.starts_with('_') && k != "quantization_config");
+    let mut config = DdimConfig::default();
+    let mut defaulted_keys = Vec::new();
+    for key in DdimConfig::KEYS {
+        match remaining.remove(key) {
+            Some(value) => set_key(&mut config, key, &value).map_err(|e| match e {
+                Error::InvalidConfig { key, reason } => parse_error(format!("`{key}` {reason}")),
+                other => other,
+            })?,
+            None => defaulted_keys.push(key),
+        }
+    }
+    if !remaining.is_empty() {
+        let keys = remaining.keys().cloned().collect();
+        warnings.insert(0, ConfigWarning::UnexpectedKeys { keys });
+    }
+
+    // 5. everything that is not a DDIM key is kept, `_class_name` renamed to the target.
+    config.extra = original
+        .into_iter()
+        .filter(|(k, _)| !expected.contains(k.as_str()))
+        .map(|(k, v)| match k.as_str() {
+            "_class_name" => (k, Value::String("DDIMScheduler".into())),
+            _ => (k, v),
+        })
+        .collect();
+    Ok(LoadedConfig {
+        config,
+        warnings,
+        defaulted_keys,
+    })
+}
+
+/// Sets one DDIM key from its JSON value, checking the type.
+pub(crate) fn set_key(config: &mut DdimConfig, key: &'static str, value: &Value) -> Result<()> {
+    let wrong = |expected: &str| Error::InvalidConfig {
+        key,
+        reason: format!("must be {expected}, found {}", describe(value)),
+    };
+    let float = || value.as_f64().ok_or_else(|| wrong("a number"));
+    let boolean = || value.as_bool().ok_or_else(|| wrong("true or false"));
+    let count = || {
+        value
+            .as_u64()
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| wrong("a non-negative integer"))
+    };
+    let text = || value.as_str().ok_or_else(|| wrong("a string"));
+    match key {
+        "num_train_timesteps" => config.num_train_timesteps = count()?,
+        "beta_start" => config.beta_start = float()?,
+        "beta_end" => config.beta_end = float()?,
+        "beta_schedule" => config.beta_schedule = text()?.parse()?,
+        "trained_betas" => {
+            config.trained_betas = match value {
+                Value::Null => None,
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .map(|v| v.as_f64().ok_or_else(|| wrong("null or a list of numbers")))
+                        .collect::<Result<_>>()?,
+                ),
+                _ => return Err(wrong("null or a list of numbers")),
+            }
+        }
+        "clip_sample" => config.clip_sample = boolean()?,
+        "set_alpha_to_one" => config.set_alpha_to_one = boolean()?,
+        "steps_offset" => config.steps_offset = count()?,
+        "prediction_type" => config.prediction_type = text()?.parse()?,
+        "thresholding" => config.thresholding = boolean()?,
+        "dynamic_thresholding_ratio" => config.dynamic_thresholding_ratio = float()?,
+        "clip_sample_range" => config.clip_sample_range = float()?,
+        "sample_max_value" => config.sample_max_value = float()?,
+        "timestep_spacing" => config.timestep_spacing = text()?.parse()?,
+        "rescale_betas_zero_snr" => config.rescale_betas_zero_snr = boolean()?,
+        _ => {
+            return Err(Error::InvalidConfig {
+                key,
+                reason: "is not a DDIMScheduler key".into(),
+            })
+        }
+    }
+    Ok(())
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Array(_) | Value::Object(_) => json_kind(value).to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_markers_are_named_with_their_line() {
+        let text = "{\n<<<<<<< HEAD\n  \"a\": 1,\n=======\n>>>>>>> abc\n}";
+        let err = DdimConfig::from_json_str(text).unwrap_err().to_string();
+        assert!(
+            err.contains("merge-conflict marker \"<<<<<<< HEAD\" on line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = DdimConfig::from_json_str(r#"{"clip_sample": "yes"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`clip_sample` must be true or false"),
+            "{err}"
+        );
+        let err = DdimConfig::from_json_str(r#"{"num_train_timesteps": 10.5}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("non-negative integer, found 10.5"),
+            "{err}"
+        );
+        let err = DdimConfig::from_json_str(r#"{"beta_schedule": "laplace"}"#).unwrap_err();
+        assert!(err.to_string().contains("must be one of linear"), "{err}");
+    }
+
+    #[test]
+    fn non_object_and_bad_json_are_errors() {
+        assert!(DdimConfig::from_json_str("[1, 2]")
+            .unwrap_err()
+            .to_string()
+            .contains("expected a JSON object"));
+        assert!(DdimConfig::from_json_str("{\"a\": }")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
+    }
+
+    #[test]
+    fn use_default_values_keys_take_defaults() {
+        let c = DdimConfig::from_json_str(
+            r#"{"beta_start": 0.5, "_use_default_values": ["beta_start"]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.beta_start, 0.0001);
+        assert!(!c.extra.contains_key("_use_default_values"));
+    }
+
+    #[test]
+    fn model_folder_prefers_scheduler_subfolder() {
+        let dir = std::env::temp_dir().join(format!("ddim-load-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("scheduler")).unwrap();
+        std::fs::write(dir.join(CONFIG_NAME), r#"{"steps_offset": 2}"#).unwrap();
+        assert_eq!(DdimConfig::from_file(&dir).unwrap().steps_offset, 2);
+        std::fs::write(
+            dir.join("scheduler").join(CONFIG_NAME),
+            r#"{"steps_offset": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(DdimConfig::from_file(&dir).unwrap().steps_offset, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = DdimConfig::from_file(&dir).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read"), "{err}");
+    }
+}

@@ -1,0 +1,573 @@
+//! [`DdimScheduler`]: set_timesteps, per-step coefficients, step, add_noise, get_velocity.
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::config::DdimConfig;
+use crate::error::{Error, Result};
+use crate::kernel::{self, StepCoefficients, UpdateRule, X0Bound};
+use crate::schedule::NoiseSchedule;
+use crate::timesteps::inference_timesteps;
+
+/// How `step` finds the timestep it steps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PrevTimestepRule {
+    /// diffusers' rule, `t_prev = t − ⌊T/n⌋`, whatever the spacing (parity; the default).
+    /// For `linspace`, and for `trailing` when `n` does not divide `T`, this is not the next
+    /// scheduled timestep (diffusers issues #12633, #11347, #9261).
+    #[default]
+    Stride,
+    /// The next entry of [`DdimScheduler::timesteps`] (what DDPM and the DDIM paper do);
+    /// `step` then only accepts scheduled timesteps.
+    NextInSchedule,
+}
+
+/// Per-call settings of [`DdimScheduler::step`].
+///
+/// ```
+/// let options = ddim::StepOptions { eta: 0.5, batch_size: 2, ..Default::default() };
+/// assert!(!options.use_clipped_model_output);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOptions<'a> {
+    /// η: 0 is deterministic DDIM, 1 is DDPM-like ancestral sampling.
+    pub eta: f32,
+    /// Recompute ε̂ from the clipped or thresholded x̂₀ ("as in Glide").
+    pub use_clipped_model_output: bool,
+    /// The noise z of σ_t·z, one value per element; used only when η > 0.
+    pub variance_noise: Option<&'a [f32]>,
+    /// How many samples the buffers hold, batch-major; dynamic thresholding is per sample.
+    pub batch_size: usize,
+}
+
+impl Default for StepOptions<'_> {
+    fn default() -> Self {
+        Self {
+            eta: 0.0,
+            use_clipped_model_output: false,
+            variance_noise: None,
+            batch_size: 1,
+        }
+    }
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// x_{t_prev}: the sample to feed the model at the next step.
+    pub prev_sample: Vec<f32>,
+    /// x̂₀ after clipping or thresholding.
+    pub pred_original_sample: Vec<f32>,
+}
+
+/// The DDIM sampler of Song, Meng & Ermon (2020), with the behaviour of diffusers'
+/// `DDIMScheduler` (0.42.1, torch CPU, float32).
+///
+/// One step, from x_t and the model output, recovers x̂₀ and ε̂ (see
+/// [`PredictionType`](crate::PredictionType)), bounds x̂₀ (clip or dynamic thresholding), and
+/// moves to t_prev:
+///
+/// x_{t_prev} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ_t²)·ε̂ + σ_t·z,
+/// σ_t = η·√((1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev)).
+///
+/// Buffers are flat, batch-major `f32` slices. `step` takes `&self`: one scheduler can serve
+/// many threads.
+///
+/// ```
+/// use ddim::{DdimConfig, DdimScheduler, StepOptions};
+/// let mut scheduler = DdimScheduler::new(DdimConfig::default())?;
+/// scheduler.set_timesteps(10)?;
+/// let mut x = vec![0.5f32; 8];
+/// for &t in scheduler.timesteps() {
+///     let eps = vec![0.1f32; 8]; // the model's prediction
+///     x = scheduler.step(&eps, t, &x, &StepOptions::default())?.prev_sample;
+/// }
+/// assert!(x.iter().all(|v| v.is_finite()));
+/// # Ok::<(), ddim::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct DdimScheduler {
+    config: DdimConfig,
+    schedule: NoiseSchedule,
+    final_alpha_cumprod: f32,
+    num_inference_steps: Option<usize>,
+    timesteps: Vec<usize>,
+    prev_rule: PrevTimestepRule,
+}
+
+impl DdimScheduler {
+    /// The solver order (DDIM is a first-order method), as diffusers' `order`.
+    pub const ORDER: usize = 1;
+
+    /// Builds the scheduler: β, ᾱ and the final ᾱ (1 if `set_alpha_to_one`, else ᾱ₀).
+    /// Before [`set_timesteps`](Self::set_timesteps), [`timesteps`](Self::timesteps) is
+    /// `T−1, …, 0`, as in diffusers.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`DdimConfig::validate`], and [`Error::InvalidConfig`] for a β outside
+    /// `[0, 1]` (diffusers accepts those and produces NaN).
+    pub fn new(config: DdimConfig) -> Result<Self> {
+        config.validate()?;
+        let schedule = NoiseSchedule::from_config(&config);
+        if let Some((i, b)) = schedule
+            .betas
+            .iter()
+            .enumerate()
+            .find(|(_, b)| !(0.0..=1.0).contains(*b))
+        {
+            return Err(Error::InvalidConfig {
+                key: if config.trained_betas.is_some() {
+                    "trained_betas"
+                } else {
+                    "beta_end"
+                },
+                reason: format!("gives beta[{i}] = {b}, outside [0, 1]"),
+            });
+        }
+        let final_alpha_cumprod = if config.set_alpha_to_one {
+            1.0
+        } else {
+            schedule.alphas_cumprod[0]
+        };
+        let timesteps = (0..config.num_train_timesteps).rev().collect();
+        Ok(Self {
+            config,
+            schedule,
+            final_alpha_cumprod,
+            num_inference_steps: None,
+            timesteps,
+            prev_rule: PrevTimestepRule::default(),
+        })
+    }
+
+    /// Chooses how `step` finds t_prev (default: diffusers' stride rule).
+    pub fn with_prev_timestep_rule(mut self, rule: PrevTimestepRule) -> Self {
+        self.prev_rule = rule;
+        self
+    }
+
+    /// The rule `step` uses to find t_prev.
+    pub fn prev_timestep_rule(&self) -> PrevTimestepRule {
+        self.prev_rule
+    }
+
+    /// The config the scheduler was built from.
+    pub fn config(&self) -> &DdimConfig {
+        &self.config
+    }
+
+    /// β_t for t in `0..T`.
+    pub fn betas(&self) -> &[f32] {
+        &self.schedule.betas
+    }
+
+    /// ᾱ_t = ∏_{s≤t}(1 − β_s) for t in `0..T`.
+    pub fn alphas_cumprod(&self) -> &[f32] {
+        &self.schedule.alphas_cumprod
+    }
+
+    /// The ᾱ used past the last step: 1 if `set_alpha_to_one`, else ᾱ₀.
+    pub fn final_alpha_cumprod(&self) -> f32 {
+        self.final_alpha_cumprod
+    }
+
+    /// The standard deviation of the initial noise: 1 for DDIM.
+    pub fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
+
+    /// The solver order, 1.
+    pub fn order(&self) -> usize {
+        Self::ORDER
+    }
+
+    /// The model input at `timestep`: DDIM does not scale it, so this is `sample` itself.
+    pub fn scale_model_input<'a>(&self, sample: &'a [f32], _timestep: usize) -> &'a [f32] {
+        sample
+    }
+
+    /// The number of inference steps, once set.
+    pub fn num_inference_steps(&self) -> Option<usize> {
+        self.num_inference_steps
+    }
+
+    /// The inference timesteps, descending.
+    pub fn timesteps(&self) -> &[usize] {
+        &self.timesteps
+    }
+
+    /// Sets `n` inference timesteps with the config's spacing (see
+    /// [`timesteps::inference_timesteps`](crate::timesteps::inference_timesteps): exactly `n`
+    /// valid timesteps, identical to diffusers wherever diffusers' own are valid).
+    ///
+    /// ```
+    /// let mut scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::stable_diffusion())?;
+    /// scheduler.set_timesteps(50)?;
+    /// assert_eq!(&scheduler.timesteps()[..3], [981, 961, 941]);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStepCount`] for `n = 0`, `n > T`, or a `leading` schedule pushed to `T`
+    /// by `steps_offset`.
+    pub fn set_timesteps(&mut self, n: usize) -> Result<()> {
+        let c = &self.config;
+        self.timesteps =
+            inference_timesteps(c.num_train_timesteps, c.timestep_spacing, c.steps_offset, n)?;
+        self.num_inference_steps = Some(n);
+        Ok(())
+    }
+
+    fn check_timestep(&self, timestep: usize) -> Result<()> {
+        let t = self.config.num_train_timesteps;
+        if timestep >= t {
+            return Err(Error::TimestepOutOfRange {
+                timestep: timestep as i64,
+                num_train_timesteps: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// The timestep a step from `timestep` lands on; `None` past the end of the schedule.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimestepsNotSet`] before `set_timesteps`; [`Error::TimestepOutOfRange`];
+    /// with [`PrevTimestepRule::NextInSchedule`], [`Error::TimestepNotScheduled`].
+    pub fn prev_timestep(&self, timestep: usize) -> Result<Option<usize>> {
+        let n = self.num_inference_steps.ok_or(Error::TimestepsNotSet)?;
+        self.check_timestep(timestep)?;
+        match self.prev_rule {
+            PrevTimestepRule::Stride => {
+                Ok(timestep.checked_sub(self.config.num_train_timesteps / n))
+            }
+            PrevTimestepRule::NextInSchedule => {
+                let i = self.timesteps.iter().position(|&s| s == timestep).ok_or(
+                    Error::TimestepNotScheduled {
+                        timestep,
+                        num_inference_steps: n,
+                    },
+                )?;
+                Ok(self.timesteps.get(i + 1).copied())
+            }
+        }
+    }
+
+    /// The scalars of a step from `timestep` with this η (ᾱ_t, ᾱ_prev, σ_t, …).
+    ///
+    /// ```
+    /// let mut scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+    /// scheduler.set_timesteps(50)?;
+    /// let c = scheduler.step_coefficients(980, 1.0)?;
+    /// assert_eq!(c.prev_timestep, Some(960));
+    /// assert!((c.variance - 0.32460).abs() < 1e-5); // diffusers' test_variance
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`prev_timestep`](Self::prev_timestep), and [`Error::InvalidStepOption`] for η
+    /// negative or not finite.
+    pub fn step_coefficients(&self, timestep: usize, eta: f32) -> Result<StepCoefficients> {
+        if !(eta.is_finite() && eta >= 0.0) {
+            return Err(Error::InvalidStepOption {
+                name: "eta",
+                reason: format!("must be a finite number >= 0, got {eta}"),
+            });
+        }
+        let prev = self.prev_timestep(timestep)?;
+        let ac = &self.schedule.alphas_cumprod;
+        let alpha_prev = prev.map_or(self.final_alpha_cumprod, |p| ac[p]);
+        Ok(StepCoefficients::new(
+            timestep,
+            prev,
+            ac[timestep],
+            alpha_prev,
+            eta,
+        ))
+    }
+
+    /// One DDIM step from `timestep`, returning x_{t_prev} and x̂₀ in new buffers.
+    ///
+    /// With η > 0 the noise comes from `options.variance_noise` (see
+    /// [`step_with_rng`](Self::step_with_rng) to draw it from a generator instead).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimestepsNotSet`], [`Error::TimestepOutOfRange`], [`Error::LengthMismatch`]
+    /// when `model_output` or the noise is not as long as `sample`,
+    /// [`Error::BatchSizeMismatch`], [`Error::InvalidStepOption`] for a bad η, and
+    /// [`Error::MissingNoise`] when η > 0 and no noise was given.
+    pub fn step(
+        &self,
+        model_output: &[f32],
+        timestep: usize,
+        sample: &[f32],
+        options: &StepOptions<'_>,
+    ) -> Result<StepOutput> {
+        let mut out = StepOutput {
+            prev_sample: vec![0.0; sample.len()],
+            pred_original_sample: vec![0.0; sample.len()],
+        };
+        self.step_into(
+            model_output,
+            timestep,
+            sample,
+            options,
+            &mut out.prev_sample,
+            &mut out.pred_original_sample,
+        )?;
+        Ok(out)
+    }
+
+    /// Like [`step`](Self::step), drawing the noise z ~ N(0, I) from `rng` when η > 0
+    /// (no random numbers are drawn when η = 0, as in diffusers).
+    ///
+    /// ```
+    /// use rand::SeedableRng;
+    /// let mut scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+    /// scheduler.set_timesteps(10)?;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let options = ddim::StepOptions { eta: 1.0, ..Default::default() };
+    /// let out = scheduler.step_with_rng(&[0.1; 4], 900, &[0.5; 4], &options, &mut rng)?;
+    /// assert_eq!(out.prev_sample.len(), 4);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`step`](Self::step), and [`Error::NoiseAndGenerator`] when η > 0 and
+    /// `options.variance_noise` is also given.
+    pub fn step_with_rng<R: Rng + ?Sized>(
+        &self,
+        model_output: &[f32],
+        timestep: usize,
+        sample: &[f32],
+        options: &StepOptions<'_>,
+        rng: &mut R,
+    ) -> Result<StepOutput> {
+        if options.eta > 0.0 {
+            if options.variance_noise.is_some() {
+                return Err(Error::NoiseAndGenerator);
+            }
+            // Check everything before drawing, so an error consumes no random numbers.
+            self.check_step(
+                model_output,
+                timestep,
+                sample,
+                options,
+                NoiseSource::Generator,
+            )?;
+            let noise: Vec<f32> = (0..sample.len())
+                .map(|_| StandardNormal.sample(rng))
+                .collect();
+            let options = StepOptions {
+                variance_noise: Some(&noise),
+                ..*options
+            };
+            return self.step(model_output, timestep, sample, &options);
+        }
+        self.step(model_output, timestep, sample, options)
+    }
+
+    fn check_step(
+        &self,
+        model_output: &[f32],
+        timestep: usize,
+        sample: &[f32],
+        options: &StepOptions<'_>,
+        noise_source: NoiseSource,
+    ) -> Result<StepCoefficients> {
+        let coefficients = self.step_coefficients(timestep, options.eta)?;
+        check_len("model_output", sample.len(), model_output.len())?;
+        if options.eta > 0.0 && noise_source == NoiseSource::Options {
+            let noise = options
+                .variance_noise
+                .ok_or(Error::MissingNoise { eta: options.eta })?;
+            check_len("variance_noise", sample.len(), noise.len())?;
+        }
+        check_batch(options.batch_size, sample.len())?;
+        Ok(coefficients)
+    }
+
+    /// The allocation-free step: writes x_{t_prev} into `prev_sample` and x̂₀ into
+    /// `pred_original_sample` (both as long as `sample`). Dynamic thresholding uses
+    /// `prev_sample` as scratch space for its O(n) quantile selection.
+    ///
+    /// # Errors
+    ///
+    /// As [`step`](Self::step), and [`Error::LengthMismatch`] for output buffers of the wrong
+    /// length. On error the outputs are untouched.
+    pub fn step_into(
+        &self,
+        model_output: &[f32],
+        timestep: usize,
+        sample: &[f32],
+        options: &StepOptions<'_>,
+        prev_sample: &mut [f32],
+        pred_original_sample: &mut [f32],
+    ) -> Result<()> {
+        let c = self.check_step(
+            model_output,
+            timestep,
+            sample,
+            options,
+            NoiseSource::Options,
+        )?;
+        check_len("prev_sample", sample.len(), prev_sample.len())?;
+        check_len(
+            "pred_original_sample",
+            sample.len(),
+            pred_original_sample.len(),
+        )?;
+        if sample.is_empty() {
+            return Ok(());
+        }
+        let config = &self.config;
+        let mut rule = UpdateRule {
+            prediction: config.prediction_type,
+            coefficients: &c,
+            bound: X0Bound::None,
+            use_clipped_model_output: options.use_clipped_model_output,
+            add_noise: options.eta > 0.0,
+        };
+        let noise = options.variance_noise;
+        if !config.thresholding {
+            if config.clip_sample {
+                rule.bound = X0Bound::Clip(config.clip_sample_range as f32);
+            }
+            kernel::ddim_update(
+                rule,
+                model_output,
+                sample,
+                noise,
+                prev_sample,
+                pred_original_sample,
+            );
+            return Ok(());
+        }
+        let per_sample = sample.len() / options.batch_size;
+        let q = config.dynamic_thresholding_ratio as f32;
+        let max = config.sample_max_value as f32;
+        for (b, ((m, x), (p, o))) in model_output
+            .chunks_exact(per_sample)
+            .zip(sample.chunks_exact(per_sample))
+            .zip(
+                prev_sample
+                    .chunks_exact_mut(per_sample)
+                    .zip(pred_original_sample.chunks_exact_mut(per_sample)),
+            )
+            .enumerate()
+        {
+            kernel::recover_x0(config.prediction_type, &c, m, x, o);
+            let s = kernel::dynamic_threshold(kernel::abs_quantile(o, q, p), max);
+            rule.bound = X0Bound::Threshold(s);
+            let z = noise.map(|z| &z[b * per_sample..(b + 1) * per_sample]);
+            kernel::ddim_update(rule, m, x, z, p, o);
+        }
+        Ok(())
+    }
+
+    /// Forward diffusion q(x_t | x₀): x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε, one timestep per batch
+    /// item (`timesteps.len()` is the batch size).
+    ///
+    /// ```
+    /// let scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+    /// let x_t = scheduler.add_noise(&[1.0, 1.0], &[0.0, 0.0], &[0, 999])?;
+    /// assert!(x_t[0] > 0.99 && x_t[1] < 0.01);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`], [`Error::BatchSizeMismatch`] (no timesteps, or a count that
+    /// does not divide the length), [`Error::TimestepOutOfRange`].
+    pub fn add_noise(
+        &self,
+        original_samples: &[f32],
+        noise: &[f32],
+        timesteps: &[usize],
+    ) -> Result<Vec<f32>> {
+        self.per_item_combination(original_samples, noise, timesteps, |sa, sb, x0, eps| {
+            sa * x0 + sb * eps
+        })
+    }
+
+    /// The velocity target v_t = √ᾱ_t·ε − √(1 − ᾱ_t)·x₀ (Salimans & Ho 2022), one timestep
+    /// per batch item.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_noise`](Self::add_noise).
+    pub fn get_velocity(
+        &self,
+        sample: &[f32],
+        noise: &[f32],
+        timesteps: &[usize],
+    ) -> Result<Vec<f32>> {
+        self.per_item_combination(sample, noise, timesteps, |sa, sb, x0, eps| {
+            sa * eps - sb * x0
+        })
+    }
+
+    fn per_item_combination(
+        &self,
+        sample: &[f32],
+        noise: &[f32],
+        timesteps: &[usize],
+        combine: impl Fn(f32, f32, f32, f32) -> f32,
+    ) -> Result<Vec<f32>> {
+        check_len("noise", sample.len(), noise.len())?;
+        check_batch(timesteps.len(), sample.len())?;
+        for &t in timesteps {
+            self.check_timestep(t)?;
+        }
+        let per_item = sample.len() / timesteps.len();
+        let mut out = Vec::with_capacity(sample.len());
+        for (b, &t) in timesteps.iter().enumerate() {
+            let a = self.schedule.alphas_cumprod[t];
+            let (sa, sb) = (a.sqrt(), (1.0 - a).sqrt());
+            let range = b * per_item..(b + 1) * per_item;
+            out.extend(
+                sample[range.clone()]
+                    .iter()
+                    .zip(&noise[range])
+                    .map(|(&x, &e)| combine(sa, sb, x, e)),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Where the noise of an η > 0 step comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoiseSource {
+    /// `StepOptions::variance_noise`, which must then be present.
+    Options,
+    /// A generator, drawn after the checks.
+    Generator,
+}
+
+fn check_len(name: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            name,
+            expected,
+            got,
+        })
+    }
+}
+
+fn check_batch(batch_size: usize, len: usize) -> Result<()> {
+    if batch_size == 0 || len % batch_size != 0 {
+        Err(Error::BatchSizeMismatch { batch_size, len })
+    } else {
+        Ok(())
+    }
+}
