@@ -1,1 +1,68 @@
-fn main() {}
+//! `ddim`: the command line of the ddim crate.
+//!
+//! Exit codes: 0 success, 1 runtime error (one line on stderr), 2 usage error.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod config_args;
+
+/// DDIM diffusion sampling with diffusers' numbers: inspect schedules and configs.
+#[derive(Debug, Parser)]
+#[command(name = "ddim", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print each inference timestep with ᾱ_t, ᾱ_prev, σ_t and log-SNR.
+    Schedule(commands::schedule::Args),
+    /// Load a scheduler_config.json as diffusers' DDIMScheduler.from_config would and print
+    /// it as diffusers saves it (warnings go to stderr).
+    Config(commands::config::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = match cli.command {
+        Command::Schedule(args) => commands::schedule::run(&args, &mut stdout),
+        Command::Config(args) => commands::config::run(&args, &mut stdout),
+    };
+    let result = result.and_then(|()| stdout.flush().map_err(Into::into));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,22 @@
+//! `ddim config`: a config file as DDIM loads it, written as diffusers saves it.
+
+use std::io::Write;
+
+use crate::config_args::ConfigArgs;
+
+/// Arguments of `ddim config`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let (config, warnings) = args.config.load()?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    ddim::DdimScheduler::new(config.clone())?;
+    out.write_all(config.to_json_string().as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `ddim schedule`: the inference timesteps of a config with their noise levels.
+
+use std::io::Write;
+
+use ddim::DdimScheduler;
+use serde_json::json;
+
+use crate::config_args::ConfigArgs;
+
+/// Arguments of `ddim schedule`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Number of inference steps.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    steps: usize,
+    /// η of the σ_t column (0 = deterministic DDIM).
+    #[arg(long, default_value_t = 0.0)]
+    eta: f32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One row of the table.
+struct Row {
+    step: usize,
+    coefficients: ddim::StepCoefficients,
+}
+
+impl Row {
+    /// log-SNR = ln(ᾱ/(1 − ᾱ)), computed in f64 (−∞ at ᾱ = 0).
+    fn log_snr(&self) -> f64 {
+        let a = f64::from(self.coefficients.alpha_prod_t);
+        (a / (1.0 - a)).ln()
+    }
+}
+
+pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let (config, warnings) = args.config.load()?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let mut scheduler = DdimScheduler::new(config)?;
+    scheduler.set_timesteps(args.steps)?;
+    let rows = scheduler
+        .timesteps()
+        .iter()
+        .enumerate()
+        .map(|(step, &t)| {
+            Ok(Row {
+                step,
+                coefficients: scheduler.step_coefficients(t, args.eta)?,
+            })
+        })
+        .collect::<ddim::Result<Vec<_>>>()?;
+    if args.json {
+        write_json(&scheduler, args, &rows, out)
+    } else {
+        write_table(&scheduler, args, &rows, out)
+    }
+}
+
+fn write_table(
+    scheduler: &DdimScheduler,
+    args: &Args,
+    rows: &[Row],
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let c = scheduler.config();
+    writeln!(
+        out,
+        "# {} steps, {} spacing, {} betas, T = {}, eta = {}{}",
+        args.steps,
+        c.timestep_spacing,
+        c.beta_schedule,
+        c.num_train_timesteps,
+        args.eta,
+        if c.rescale_betas_zero_snr {
+            ", zero terminal SNR"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "{:>5} {:>5} {:>6} {:>12} {:>12} {:>12} {:>9}",
+        "step", "t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "sigma_t", "log_snr"
+    )?;
+    for row in rows {
+        let k = &row.coefficients;
+        let prev = k
+            .prev_timestep
+            .map_or("final".to_string(), |p| p.to_string());
+        writeln!(
+            out,
+            "{:>5} {:>5} {:>6} {:>12.6e} {:>14.6e} {:>12.6e} {:>9.4}",
+            row.step,
+            k.timestep,
+            prev,
+            k.alpha_prod_t,
+            k.alpha_prod_t_prev,
+            k.std_dev_t,
+            row.log_snr()
+        )?;
+    }
+    Ok(())
+}
+
+fn write_json(
+    scheduler: &DdimScheduler,
+    args: &Args,
+    rows: &[Row],
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let finite = |x: f64| if x.is_finite() { json!(x) } else { json!(null) };
+    let steps: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            let k = &row.coefficients;
+            json!({
+                "step": row.step,
+                "timestep": k.timestep,
+                "prev_timestep": k.prev_timestep,
+                "alpha_bar": k.alpha_prod_t,
+                "alpha_bar_prev": k.alpha_prod_t_prev,
+                "sigma": finite(f64::from(k.std_dev_t)),
+                "log_snr": finite(row.log_snr()),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "config": scheduler.config().to_json_object(),
+        "num_inference_steps": args.steps,
+        "eta": args.eta,
+        "steps": steps,
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The config options shared by commands: a `scheduler_config.json` and per-key overrides.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ddim::{BetaSchedule, DdimConfig, PredictionType, TimestepSpacing};
+
+/// Where the scheduler config comes from, and what to change in it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ConfigArgs {
+    /// A scheduler_config.json, or a model folder holding scheduler/scheduler_config.json
+    /// (default: diffusers' DDIMScheduler defaults).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    /// Override `num_train_timesteps`.
+    #[arg(long, value_name = "T")]
+    pub(crate) num_train_timesteps: Option<usize>,
+    /// Override `beta_start`.
+    #[arg(long)]
+    pub(crate) beta_start: Option<f64>,
+    /// Override `beta_end`.
+    #[arg(long)]
+    pub(crate) beta_end: Option<f64>,
+    /// Override `beta_schedule`.
+    #[arg(long, value_enum)]
+    pub(crate) beta_schedule: Option<BetaSchedule>,
+    /// Override `timestep_spacing`.
+    #[arg(long, value_enum)]
+    pub(crate) spacing: Option<TimestepSpacing>,
+    /// Override `steps_offset`.
+    #[arg(long)]
+    pub(crate) steps_offset: Option<usize>,
+    /// Override `prediction_type`.
+    #[arg(long, value_enum)]
+    pub(crate) prediction_type: Option<PredictionType>,
+    /// Override `set_alpha_to_one`.
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) set_alpha_to_one: Option<bool>,
+    /// Override `rescale_betas_zero_snr`.
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) rescale_betas_zero_snr: Option<bool>,
+    /// Override `clip_sample`.
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) clip_sample: Option<bool>,
+    /// Override `clip_sample_range`.
+    #[arg(long)]
+    pub(crate) clip_sample_range: Option<f64>,
+    /// Override `thresholding`.
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) thresholding: Option<bool>,
+    /// Override `dynamic_thresholding_ratio`.
+    #[arg(long)]
+    pub(crate) dynamic_thresholding_ratio: Option<f64>,
+    /// Override `sample_max_value`.
+    #[arg(long)]
+    pub(crate) sample_max_value: Option<f64>,
+}
+
+impl ConfigArgs {
+    /// Loads the file (or the defaults), applies the overrides, and returns the config with
+    /// the load warnings as one-line texts.
+    pub(crate) fn load(&self) -> anyhow::Result<(DdimConfig, Vec<String>)> {
+        let (mut config, warnings) = match &self.config {
+            Some(path) => {
+                let loaded = DdimConfig::load_file(path)
+                    .with_context(|| format!("cannot load config {}", path.display()))?;
+                let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
+                (loaded.config, warnings)
+            }
+            None => (DdimConfig::default(), Vec::new()),
+        };
+        macro_rules! apply {
+            ($($field:ident <- $arg:ident),* $(,)?) => {
+                $(if let Some(v) = self.$arg.clone() { config.$field = v; })*
+            };
+        }
+        apply!(
+            num_train_timesteps <- num_train_timesteps,
+            beta_start <- beta_start,
+            beta_end <- beta_end,
+            beta_schedule <- beta_schedule,
+            timestep_spacing <- spacing,
+            steps_offset <- steps_offset,
+            prediction_type <- prediction_type,
+            set_alpha_to_one <- set_alpha_to_one,
+            rescale_betas_zero_snr <- rescale_betas_zero_snr,
+            clip_sample <- clip_sample,
+            clip_sample_range <- clip_sample_range,
+            thresholding <- thresholding,
+            dynamic_thresholding_ratio <- dynamic_thresholding_ratio,
+            sample_max_value <- sample_max_value,
+        );
+        Ok((config, warnings))
+    }
+}
