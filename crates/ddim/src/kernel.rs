@@ -36,7 +36,8 @@ pub struct StepCoefficients {
     pub variance: f32,
     /// σ_t = η·√variance.
     pub std_dev_t: f32,
-    /// √((1 − ᾱ_prev) − σ_t²), the coefficient of ε̂ ("direction pointing to x_t").
+    /// √((1 − ᾱ_prev) − σ_t²), the coefficient of ε̂ ("direction pointing to x_t"); 0 where
+    /// rounding makes the radicand a tiny negative for η ≤ 1, NaN where η > 1 makes it negative.
     pub direction: f32,
     /// η as f32.
     pub eta: f32,
@@ -55,6 +56,16 @@ impl StepCoefficients {
         let beta_prod_t_prev = 1.0 - alpha_prod_t_prev;
         let variance = (beta_prod_t_prev / beta_prod_t) * (1.0 - alpha_prod_t / alpha_prod_t_prev);
         let std_dev_t = eta * variance.sqrt();
+        let direction_sq = (1.0 - alpha_prod_t_prev) - std_dev_t * std_dev_t;
+        // For η ≤ 1 this is ≥ 0 in exact arithmetic. At zero terminal SNR with η = 1 it is
+        // exactly 0, and rounding can leave ±6e-8: diffusers then takes √(negative) = NaN
+        // (diffusers #5969). Only that rounding residue is mapped to 0; for η > 1 a negative
+        // value is real and stays NaN (the scheduler reports it as an error).
+        let direction = if direction_sq < 0.0 && eta <= 1.0 {
+            0.0
+        } else {
+            direction_sq.sqrt()
+        };
         Self {
             timestep,
             prev_timestep,
@@ -66,7 +77,7 @@ impl StepCoefficients {
             sqrt_alpha_prod_t_prev: alpha_prod_t_prev.sqrt(),
             variance,
             std_dev_t,
-            direction: ((1.0 - alpha_prod_t_prev) - std_dev_t * std_dev_t).sqrt(),
+            direction,
             eta,
         }
     }

@@ -271,7 +271,7 @@ impl DdimScheduler {
     /// # Errors
     ///
     /// As [`prev_timestep`](Self::prev_timestep), and [`Error::InvalidStepOption`] for η
-    /// negative or not finite.
+    /// negative or not finite, or so large (η > 1) that σ_t² exceeds 1 − ᾱ_prev.
     pub fn step_coefficients(&self, timestep: usize, eta: f32) -> Result<StepCoefficients> {
         if !(eta.is_finite() && eta >= 0.0) {
             return Err(Error::InvalidStepOption {
@@ -282,13 +282,19 @@ impl DdimScheduler {
         let prev = self.prev_timestep(timestep)?;
         let ac = &self.schedule.alphas_cumprod;
         let alpha_prev = prev.map_or(self.final_alpha_cumprod, |p| ac[p]);
-        Ok(StepCoefficients::new(
-            timestep,
-            prev,
-            ac[timestep],
-            alpha_prev,
-            eta,
-        ))
+        let c = StepCoefficients::new(timestep, prev, ac[timestep], alpha_prev, eta);
+        if c.direction.is_nan() && !c.variance.is_nan() {
+            return Err(Error::InvalidStepOption {
+                name: "eta",
+                reason: format!(
+                    "{eta} is too large at timestep {timestep}: sigma_t^2 = {} exceeds \
+                     1 - alpha_bar_prev = {}, so the direction coefficient is undefined",
+                    c.std_dev_t * c.std_dev_t,
+                    1.0 - alpha_prev
+                ),
+            });
+        }
+        Ok(c)
     }
 
     /// One DDIM step from `timestep`, returning x_{t_prev} and x̂₀ in new buffers.

@@ -297,10 +297,11 @@ fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedConfig
         warnings.insert(0, ConfigWarning::UnexpectedKeys { keys });
     }
 
-    // 5. everything that is not a DDIM key is kept, `_class_name` renamed to the target.
+    // 5. everything that is not a DDIM key is kept, `_class_name` renamed to the target
+    //    (diffusers' `register_to_config` drops a key named `kwargs`).
     config.extra = original
         .into_iter()
-        .filter(|(k, _)| !expected.contains(k.as_str()))
+        .filter(|(k, _)| !expected.contains(k.as_str()) && k != "kwargs")
         .map(|(k, v)| match k.as_str() {
             "_class_name" => (k, Value::String("DDIMScheduler".into())),
             _ => (k, v),
