@@ -202,3 +202,36 @@ fn foreign_families_are_flagged() {
         "{err}"
     );
 }
+
+/// `tools/check_roundtrip.py` fed what `ddim config` wrote to the real diffusers and checked
+/// that it loads back to the config diffusers builds from the original. This test checks that
+/// every case passed and that the library still writes exactly the text that was checked.
+#[test]
+fn config_round_trip_was_checked_by_diffusers() {
+    let path = data_dir().join("diffusers/roundtrip.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        assert!(case["ok"].as_bool().unwrap(), "{name}: {case}");
+        let ours = DdimConfig::load_json_str(case["input"].as_str().unwrap());
+        if case["exit_code"] == 0 {
+            let text = ours
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .config
+                .to_json_string();
+            assert_eq!(
+                text,
+                case["ours"].as_str().unwrap(),
+                "{name}: output changed since the check"
+            );
+        } else {
+            assert!(
+                ours.is_err(),
+                "{name}: diffusers refused it ({})",
+                case["diffusers_error"]
+            );
+        }
+    }
+}

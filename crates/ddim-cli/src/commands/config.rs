@@ -16,7 +16,9 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    ddim::DdimScheduler::new(config.clone())?;
+    if let Err(e) = ddim::DdimScheduler::new(config.clone()) {
+        eprintln!("warning: no scheduler can be built from this config: {e}");
+    }
     out.write_all(config.to_json_string().as_bytes())?;
     Ok(())
 }
