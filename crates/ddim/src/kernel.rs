@@ -1,126 +1,35 @@
-//! The element-wise DDIM update over slices, and the per-sample dynamic threshold.
+//! The fused element-wise DDIM update over slices.
 //!
-//! Every operation is one f32 rounding in the order diffusers evaluates it (Rust does not
-//! contract `a * b + c` into a fused multiply-add), so results match diffusers bit for bit
-//! given the same scalar coefficients.
+//! One pass reads the model output, the sample (and the noise) once and writes x̂₀ and
+//! x_{t_prev} once. Every operation is one rounding in the order diffusers evaluates it (Rust
+//! does not contract `a * b + c` into a fused multiply-add), so `f32` results match diffusers
+//! bit for bit given the same scalar coefficients. The mode switches (prediction type, bound,
+//! clipped ε̂, noise) are const generics, so each combination compiles to its own branch-free,
+//! vectorisable loop. Large buffers are split into chunks run on rayon's pool; each element is
+//! computed by the same code either way, so the result is bit-identical to one thread.
 
+use crate::coefficients::StepCoefficients;
 use crate::config::PredictionType;
+use crate::element::{Compute, Element};
 
-/// The scalars of one DDIM step, computed once per step in f32 exactly as diffusers does.
-///
-/// With a = ᾱ_t, a′ = ᾱ_{t_prev} (or the final ᾱ when t_prev < 0), b = 1 − a:
-///
-/// * σ² = ((1 − a′)/b) · (1 − a/a′)  (DDIM eq. 16, `_get_variance`);
-/// * σ = η·σ;
-/// * direction coefficient = √((1 − a′) − σ²);
-/// * x_{t_prev} = √a′·x̂₀ + √((1 − a′) − σ²)·ε̂ + σ·z  (DDIM eq. 12).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepCoefficients {
-    /// The timestep stepped from.
-    pub timestep: usize,
-    /// The timestep stepped to; `None` past the end, where the final ᾱ is used.
-    pub prev_timestep: Option<usize>,
-    /// ᾱ_t.
-    pub alpha_prod_t: f32,
-    /// ᾱ_{t_prev}, or the final ᾱ.
-    pub alpha_prod_t_prev: f32,
-    /// 1 − ᾱ_t.
-    pub beta_prod_t: f32,
-    /// √ᾱ_t.
-    pub sqrt_alpha_prod_t: f32,
-    /// √(1 − ᾱ_t).
-    pub sqrt_beta_prod_t: f32,
-    /// √ᾱ_{t_prev}.
-    pub sqrt_alpha_prod_t_prev: f32,
-    /// σ²_t(η = 1) = ((1 − ᾱ_prev)/(1 − ᾱ_t))·(1 − ᾱ_t/ᾱ_prev).
-    pub variance: f32,
-    /// σ_t = η·√variance.
-    pub std_dev_t: f32,
-    /// √((1 − ᾱ_prev) − σ_t²), the coefficient of ε̂ ("direction pointing to x_t"); 0 where
-    /// rounding makes the radicand a tiny negative for η ≤ 1, NaN where η > 1 makes it negative.
-    pub direction: f32,
-    /// η as f32.
-    pub eta: f32,
-}
+/// Buffers at least this long are processed in parallel (when the `rayon` feature is on).
+/// Below it, a step runs on the calling thread and allocates nothing.
+pub const PARALLEL_MIN_LEN: usize = 1 << 18;
 
-impl StepCoefficients {
-    /// Computes the coefficients from ᾱ_t and ᾱ_prev in diffusers' f32 operation order.
-    pub fn new(
-        timestep: usize,
-        prev_timestep: Option<usize>,
-        alpha_prod_t: f32,
-        alpha_prod_t_prev: f32,
-        eta: f32,
-    ) -> Self {
-        let beta_prod_t = 1.0 - alpha_prod_t;
-        let beta_prod_t_prev = 1.0 - alpha_prod_t_prev;
-        let variance = (beta_prod_t_prev / beta_prod_t) * (1.0 - alpha_prod_t / alpha_prod_t_prev);
-        let std_dev_t = eta * variance.sqrt();
-        let direction_sq = (1.0 - alpha_prod_t_prev) - std_dev_t * std_dev_t;
-        // For η ≤ 1 this is ≥ 0 in exact arithmetic. At zero terminal SNR with η = 1 it is
-        // exactly 0, and rounding can leave ±6e-8: diffusers then takes √(negative) = NaN
-        // (diffusers #5969). Only that rounding residue is mapped to 0; for η > 1 a negative
-        // value is real and stays NaN (the scheduler reports it as an error).
-        let direction = if direction_sq < 0.0 && eta <= 1.0 {
-            0.0
-        } else {
-            direction_sq.sqrt()
-        };
-        Self {
-            timestep,
-            prev_timestep,
-            alpha_prod_t,
-            alpha_prod_t_prev,
-            beta_prod_t,
-            sqrt_alpha_prod_t: alpha_prod_t.sqrt(),
-            sqrt_beta_prod_t: beta_prod_t.sqrt(),
-            sqrt_alpha_prod_t_prev: alpha_prod_t_prev.sqrt(),
-            variance,
-            std_dev_t,
-            direction,
-            eta,
-        }
-    }
-}
+/// The chunk each parallel task processes (elements).
+#[cfg(feature = "rayon")]
+const PARALLEL_CHUNK: usize = 1 << 15;
 
 /// What happens to x̂₀ after it is recovered from the model output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum X0Bound {
     /// Left as is.
     None,
-    /// Clamped to `[-r, r]` (`clip_sample`).
-    Clip(f32),
-    /// Clamped to `[-s, s]` and divided by `s` (dynamic thresholding, `s` per batch item).
-    Threshold(f32),
+    /// Clamped to `[-r, r]` (`clip_sample`); `r` as diffusers' Python float.
+    Clip(f64),
 }
 
-/// torch's `clamp(x, lo, hi)`: `min(max(x, lo), hi)`, NaN passes through.
-#[inline(always)]
-fn clamp_keep_nan(x: f32, lo: f32, hi: f32) -> f32 {
-    if x.is_nan() {
-        x
-    } else {
-        let x = if x < lo { lo } else { x };
-        if x > hi {
-            hi
-        } else {
-            x
-        }
-    }
-}
-
-/// x̂₀ and ε̂ from the model output (`m`) and x_t (`x`), before any bound.
-#[inline(always)]
-fn recover(prediction: PredictionType, c: &StepCoefficients, m: f32, x: f32) -> (f32, f32) {
-    let (sa, sb) = (c.sqrt_alpha_prod_t, c.sqrt_beta_prod_t);
-    match prediction {
-        PredictionType::Epsilon => ((x - sb * m) / sa, m),
-        PredictionType::Sample => (m, (x - sa * m) / sb),
-        PredictionType::VPrediction => (sa * x - sb * m, sa * m + sb * x),
-    }
-}
-
-/// The settings of one call to [`ddim_update`] that do not vary per element.
+/// The per-step settings of the fused pass that do not vary per element.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UpdateRule<'c> {
     pub(crate) prediction: PredictionType,
@@ -131,96 +40,246 @@ pub(crate) struct UpdateRule<'c> {
     pub(crate) add_noise: bool,
 }
 
-/// One fused pass: x̂₀ (bounded) into `x0_out`, x_{t_prev} into `prev_out`.
-pub(crate) fn ddim_update(
-    rule: UpdateRule<'_>,
-    model_output: &[f32],
-    sample: &[f32],
-    noise: Option<&[f32]>,
-    prev_out: &mut [f32],
-    x0_out: &mut [f32],
-) {
-    let c = rule.coefficients;
-    let element = |m: f32, x: f32| -> (f32, f32) {
-        let (mut x0, mut eps) = recover(rule.prediction, c, m, x);
-        x0 = match rule.bound {
-            X0Bound::None => x0,
-            X0Bound::Clip(r) => clamp_keep_nan(x0, -r, r),
-            X0Bound::Threshold(s) => clamp_keep_nan(x0, -s, s) / s,
-        };
-        if rule.use_clipped_model_output {
-            eps = (x - c.sqrt_alpha_prod_t * x0) / c.sqrt_beta_prod_t;
-        }
-        (x0, c.sqrt_alpha_prod_t_prev * x0 + c.direction * eps)
-    };
-    let outputs = prev_out.iter_mut().zip(x0_out.iter_mut());
-    let inputs = model_output.iter().zip(sample);
-    match noise.filter(|_| rule.add_noise) {
-        Some(z) => {
-            for (((p, o), (&m, &x)), &z) in outputs.zip(inputs).zip(z) {
-                let (x0, prev) = element(m, x);
-                *o = x0;
-                *p = prev + c.std_dev_t * z;
-            }
-        }
-        None => {
-            for ((p, o), (&m, &x)) in outputs.zip(inputs) {
-                let (x0, prev) = element(m, x);
-                *o = x0;
-                *p = prev;
-            }
-        }
+/// The scalars of the pass, in the compute type.
+#[derive(Debug, Clone, Copy)]
+struct Scalars<C> {
+    sqrt_alpha: C,
+    sqrt_beta: C,
+    sqrt_alpha_prev: C,
+    direction: C,
+    std_dev: C,
+    /// The clamp bound: `r` for clipping, `s` for thresholding.
+    bound: C,
+}
+
+const EPSILON: u8 = 0;
+const SAMPLE: u8 = 1;
+const V_PREDICTION: u8 = 2;
+
+const NO_BOUND: u8 = 0;
+const CLIP: u8 = 1;
+const THRESHOLD: u8 = 2;
+
+/// torch's `clamp(x, lo, hi)`: NaN passes through, ±∞ go to the bounds. Written as selects
+/// so the loop vectorises.
+#[inline(always)]
+pub(crate) fn clamp_keep_nan<C: Compute>(x: C, lo: C, hi: C) -> C {
+    let x = if x < lo { lo } else { x };
+    if x > hi {
+        hi
+    } else {
+        x
     }
+}
+
+/// x̂₀ and ε̂ from the model output `m` and the sample `x`, before any bound.
+#[inline(always)]
+fn recover<C: Compute, const P: u8>(k: &Scalars<C>, m: C, x: C) -> (C, C) {
+    let (sa, sb) = (k.sqrt_alpha, k.sqrt_beta);
+    match P {
+        EPSILON => ((x - sb * m) / sa, m),
+        SAMPLE => (m, (x - sa * m) / sb),
+        _ => (sa * x - sb * m, sa * m + sb * x),
+    }
+}
+
+/// One element: bounded x̂₀ and x_{t_prev}.
+#[inline(always)]
+fn element<C: Compute, const P: u8, const B: u8, const U: bool, const Z: bool>(
+    k: &Scalars<C>,
+    m: C,
+    x: C,
+    z: C,
+) -> (C, C) {
+    let (x0, eps) = recover::<C, P>(k, m, x);
+    let x0 = match B {
+        NO_BOUND => x0,
+        CLIP => clamp_keep_nan(x0, -k.bound, k.bound),
+        _ => clamp_keep_nan(x0, -k.bound, k.bound) / k.bound,
+    };
+    let eps = if U {
+        (x - k.sqrt_alpha * x0) / k.sqrt_beta
+    } else {
+        eps
+    };
+    let prev = k.sqrt_alpha_prev * x0 + k.direction * eps;
+    (x0, if Z { prev + k.std_dev * z } else { prev })
+}
+
+/// The serial loop of one mode combination.
+fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    noise: &[E],
+    prev_out: &mut [E],
+    x0_out: &mut [E],
+) {
+    let n = prev_out.len();
+    let (m, x, x0_out) = (&model_output[..n], &sample[..n], &mut x0_out[..n]);
+    let z = if Z { &noise[..n] } else { &[][..] };
+    for i in 0..n {
+        let zi = if Z {
+            z[i].to_compute()
+        } else {
+            <E::Compute as Compute>::ZERO
+        };
+        let (x0, prev) =
+            element::<E::Compute, P, B, U, Z>(k, m[i].to_compute(), x[i].to_compute(), zi);
+        x0_out[i] = E::from_compute(x0);
+        prev_out[i] = E::from_compute(prev);
+    }
+}
+
+type SerialFn<E> = fn(&Scalars<<E as Element>::Compute>, &[E], &[E], &[E], &mut [E], &mut [E]);
+
+/// Picks the monomorphised loop for the runtime modes.
+fn select<E: Element>(p: PredictionType, b: u8, u: bool, z: bool) -> SerialFn<E> {
+    macro_rules! pick {
+        ($p:expr) => {
+            match (b, u, z) {
+                (NO_BOUND, false, false) => update_serial::<E, { $p }, NO_BOUND, false, false>,
+                (NO_BOUND, false, true) => update_serial::<E, { $p }, NO_BOUND, false, true>,
+                (NO_BOUND, true, false) => update_serial::<E, { $p }, NO_BOUND, true, false>,
+                (NO_BOUND, true, true) => update_serial::<E, { $p }, NO_BOUND, true, true>,
+                (CLIP, false, false) => update_serial::<E, { $p }, CLIP, false, false>,
+                (CLIP, false, true) => update_serial::<E, { $p }, CLIP, false, true>,
+                (CLIP, true, false) => update_serial::<E, { $p }, CLIP, true, false>,
+                (CLIP, true, true) => update_serial::<E, { $p }, CLIP, true, true>,
+                (_, false, false) => update_serial::<E, { $p }, THRESHOLD, false, false>,
+                (_, false, true) => update_serial::<E, { $p }, THRESHOLD, false, true>,
+                (_, true, false) => update_serial::<E, { $p }, THRESHOLD, true, false>,
+                (_, true, true) => update_serial::<E, { $p }, THRESHOLD, true, true>,
+            }
+        };
+    }
+    match p {
+        PredictionType::Epsilon => pick!(EPSILON),
+        PredictionType::Sample => pick!(SAMPLE),
+        PredictionType::VPrediction => pick!(V_PREDICTION),
+    }
+}
+
+/// Runs `f` over the buffers, in parallel chunks when they are long enough.
+fn run<E: Element>(
+    f: SerialFn<E>,
+    k: &Scalars<E::Compute>,
+    m: &[E],
+    x: &[E],
+    z: &[E],
+    prev: &mut [E],
+    x0: &mut [E],
+) {
+    #[cfg(feature = "rayon")]
+    if prev.len() >= PARALLEL_MIN_LEN {
+        use rayon::prelude::*;
+        prev.par_chunks_mut(PARALLEL_CHUNK)
+            .zip(x0.par_chunks_mut(PARALLEL_CHUNK))
+            .enumerate()
+            .for_each(|(i, (p, o))| {
+                let r = i * PARALLEL_CHUNK..i * PARALLEL_CHUNK + p.len();
+                let z = if z.is_empty() { z } else { &z[r.clone()] };
+                f(k, &m[r.clone()], &x[r], z, p, o);
+            });
+        return;
+    }
+    f(k, m, x, z, prev, x0);
+}
+
+fn scalars<C: Compute>(c: &StepCoefficients, bound: C) -> Scalars<C> {
+    Scalars {
+        sqrt_alpha: C::from_f32(c.sqrt_alpha_prod_t),
+        sqrt_beta: C::from_f32(c.sqrt_beta_prod_t),
+        sqrt_alpha_prev: C::from_f32(c.sqrt_alpha_prod_t_prev),
+        direction: C::from_f32(c.direction),
+        std_dev: C::from_f32(c.std_dev_t),
+        bound,
+    }
+}
+
+/// The fused pass without thresholding: x̂₀ (clipped or not) into `x0_out`, x_{t_prev} into
+/// `prev_out`.
+pub(crate) fn ddim_update<E: Element>(
+    rule: UpdateRule<'_>,
+    model_output: &[E],
+    sample: &[E],
+    noise: Option<&[E]>,
+    prev_out: &mut [E],
+    x0_out: &mut [E],
+) {
+    let (b, r) = match rule.bound {
+        X0Bound::None => (NO_BOUND, E::Compute::ONE),
+        X0Bound::Clip(r) => (CLIP, E::Compute::from_f64(r)),
+    };
+    let z = noise.filter(|_| rule.add_noise).unwrap_or(&[]);
+    let f = select::<E>(
+        rule.prediction,
+        b,
+        rule.use_clipped_model_output,
+        !z.is_empty(),
+    );
+    run(
+        f,
+        &scalars(rule.coefficients, r),
+        model_output,
+        sample,
+        z,
+        prev_out,
+        x0_out,
+    );
+}
+
+/// The fused pass of one thresholded batch item, with its threshold `s`:
+/// x̂₀ = clamp(x̂₀, −s, s)/s.
+pub(crate) fn ddim_update_thresholded<E: Element>(
+    rule: UpdateRule<'_>,
+    threshold: E::Compute,
+    model_output: &[E],
+    sample: &[E],
+    noise: Option<&[E]>,
+    prev_out: &mut [E],
+    x0_out: &mut [E],
+) {
+    let z = noise.filter(|_| rule.add_noise).unwrap_or(&[]);
+    let f = select::<E>(
+        rule.prediction,
+        THRESHOLD,
+        rule.use_clipped_model_output,
+        !z.is_empty(),
+    );
+    run(
+        f,
+        &scalars(rule.coefficients, threshold),
+        model_output,
+        sample,
+        z,
+        prev_out,
+        x0_out,
+    );
 }
 
 /// Unbounded x̂₀ into `x0_out` (the first pass of thresholding).
-pub(crate) fn recover_x0(
+pub(crate) fn recover_x0<E: Element>(
     prediction: PredictionType,
     c: &StepCoefficients,
-    model_output: &[f32],
-    sample: &[f32],
-    x0_out: &mut [f32],
+    model_output: &[E],
+    sample: &[E],
+    x0_out: &mut [E],
 ) {
-    for ((o, &m), &x) in x0_out.iter_mut().zip(model_output).zip(sample) {
-        *o = recover(prediction, c, m, x).0;
+    let k = scalars(c, E::Compute::ONE);
+    macro_rules! fill {
+        ($p:expr) => {
+            for ((o, &m), &x) in x0_out.iter_mut().zip(model_output).zip(sample) {
+                *o = E::from_compute(
+                    recover::<E::Compute, { $p }>(&k, m.to_compute(), x.to_compute()).0,
+                );
+            }
+        };
     }
-}
-
-/// `torch.quantile(|row|, q)` with linear interpolation, by selection in O(len), using
-/// `scratch` (same length as `row`) as work space.
-///
-/// torch makes `q` an f32 tensor, computes the rank `q·(N−1)` and the interpolation in f64,
-/// and rounds the result to f32. A row holding NaN has quantile NaN.
-pub(crate) fn abs_quantile(row: &[f32], q: f32, scratch: &mut [f32]) -> f32 {
-    let n = row.len();
-    debug_assert!(n > 0 && scratch.len() == n);
-    if row.iter().any(|v| v.is_nan()) {
-        return f32::NAN;
-    }
-    for (s, &v) in scratch.iter_mut().zip(row) {
-        *s = v.abs();
-    }
-    let rank = f64::from(q) * (n - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    let weight = rank - lo as f64;
-    let (_, &mut lo_value, above) = scratch.select_nth_unstable_by(lo, f32::total_cmp);
-    let hi_value = if hi == lo {
-        lo_value
-    } else {
-        above.iter().copied().fold(f32::INFINITY, f32::min)
-    };
-    let (lo_value, hi_value) = (f64::from(lo_value), f64::from(hi_value));
-    (lo_value + weight * (hi_value - lo_value)) as f32
-}
-
-/// The dynamic threshold s = clamp(quantile, min = 1, max = sample_max_value) (torch applies
-/// `min` first, so `sample_max_value < 1` gives `s = sample_max_value`).
-pub(crate) fn dynamic_threshold(quantile: f32, sample_max_value: f32) -> f32 {
-    if quantile.is_nan() {
-        quantile
-    } else {
-        quantile.max(1.0).min(sample_max_value)
+    match prediction {
+        PredictionType::Epsilon => fill!(EPSILON),
+        PredictionType::Sample => fill!(SAMPLE),
+        PredictionType::VPrediction => fill!(V_PREDICTION),
     }
 }
 
@@ -228,53 +287,62 @@ pub(crate) fn dynamic_threshold(quantile: f32, sample_max_value: f32) -> f32 {
 mod tests {
     use super::*;
 
-    fn sorted_quantile(row: &[f32], q: f32) -> f32 {
-        let mut s: Vec<f64> = row.iter().map(|v| f64::from(v.abs())).collect();
-        s.sort_by(f64::total_cmp);
-        let rank = f64::from(q) * (s.len() - 1) as f64;
-        let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-        (s[lo] + (rank - lo as f64) * (s[hi] - s[lo])) as f32
-    }
-
-    #[test]
-    fn selection_quantile_equals_sorting_quantile() {
-        let mut state = 12345u64;
-        for n in [1usize, 2, 3, 7, 192, 1000] {
-            let row: Vec<f32> = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
-                })
-                .collect();
-            for q in [0.0f32, 0.5, 0.9, 0.995, 1.0] {
-                let mut scratch = vec![0.0; n];
-                assert_eq!(
-                    abs_quantile(&row, q, &mut scratch),
-                    sorted_quantile(&row, q),
-                    "n={n} q={q}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn nan_row_gives_nan_threshold() {
-        let mut scratch = [0.0; 3];
-        let q = abs_quantile(&[1.0, f32::NAN, 2.0], 0.5, &mut scratch);
-        assert!(q.is_nan());
-        assert!(dynamic_threshold(q, 2.0).is_nan());
-        assert_eq!(dynamic_threshold(0.3, 2.0), 1.0);
-        assert_eq!(dynamic_threshold(1.7, 2.0), 1.7);
-        assert_eq!(dynamic_threshold(5.0, 2.0), 2.0);
-        assert_eq!(dynamic_threshold(5.0, 0.5), 0.5);
-    }
-
     #[test]
     fn clamp_passes_nan_and_bounds_infinities() {
         assert!(clamp_keep_nan(f32::NAN, -1.0, 1.0).is_nan());
         assert_eq!(clamp_keep_nan(f32::INFINITY, -1.0, 1.0), 1.0);
         assert_eq!(clamp_keep_nan(f32::NEG_INFINITY, -1.0, 1.0), -1.0);
+        assert_eq!(clamp_keep_nan(0.25f64, -1.0, 1.0), 0.25);
+    }
+
+    /// Every mode combination of the monomorphised loops against a plain scalar evaluation.
+    #[test]
+    fn every_mode_matches_the_scalar_formula() {
+        let c = StepCoefficients::new(500, Some(480), 0.3, 0.35, 0.7);
+        let m: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin() * 2.0).collect();
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.91).cos() * 1.5).collect();
+        let z: Vec<f32> = (0..37).map(|i| (i as f32 * 1.3).sin()).collect();
+        for prediction in PredictionType::ALL.iter().copied() {
+            for bound in [X0Bound::None, X0Bound::Clip(0.8)] {
+                for ucmo in [false, true] {
+                    for noise in [false, true] {
+                        let rule = UpdateRule {
+                            prediction,
+                            coefficients: &c,
+                            bound,
+                            use_clipped_model_output: ucmo,
+                            add_noise: noise,
+                        };
+                        let (mut p, mut o) = (vec![0.0f32; 37], vec![0.0f32; 37]);
+                        ddim_update(rule, &m, &x, Some(&z), &mut p, &mut o);
+                        for i in 0..37 {
+                            let (sa, sb) = (c.sqrt_alpha_prod_t, c.sqrt_beta_prod_t);
+                            let (mut x0, mut eps) = match prediction {
+                                PredictionType::Epsilon => ((x[i] - sb * m[i]) / sa, m[i]),
+                                PredictionType::Sample => (m[i], (x[i] - sa * m[i]) / sb),
+                                PredictionType::VPrediction => {
+                                    (sa * x[i] - sb * m[i], sa * m[i] + sb * x[i])
+                                }
+                            };
+                            if let X0Bound::Clip(r) = bound {
+                                x0 = x0.clamp(-r as f32, r as f32);
+                            }
+                            if ucmo {
+                                eps = (x[i] - sa * x0) / sb;
+                            }
+                            let mut prev = c.sqrt_alpha_prod_t_prev * x0 + c.direction * eps;
+                            if noise {
+                                prev += c.std_dev_t * z[i];
+                            }
+                            assert_eq!(
+                                (o[i], p[i]),
+                                (x0, prev),
+                                "{prediction} {bound:?} {ucmo} {noise}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

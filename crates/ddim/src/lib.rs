@@ -59,17 +59,23 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod coefficients;
 pub mod config;
+pub mod element;
 pub mod error;
 mod kernel;
 pub mod schedule;
 mod scheduler;
+mod threshold;
 pub mod timesteps;
 
+pub use coefficients::StepCoefficients;
 pub use config::{
     BetaSchedule, ConfigWarning, DdimConfig, LoadedConfig, PredictionType, TimestepSpacing,
     DIFFUSERS_VERSION,
 };
+pub use element::Element;
 pub use error::{Error, Result};
-pub use kernel::StepCoefficients;
+pub use half;
+pub use kernel::PARALLEL_MIN_LEN;
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};

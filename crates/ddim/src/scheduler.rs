@@ -3,10 +3,13 @@
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::coefficients::StepCoefficients;
 use crate::config::DdimConfig;
+use crate::element::{Compute, Element};
 use crate::error::{Error, Result};
-use crate::kernel::{self, StepCoefficients, UpdateRule, X0Bound};
+use crate::kernel::{self, UpdateRule, X0Bound};
 use crate::schedule::NoiseSchedule;
+use crate::threshold;
 use crate::timesteps::inference_timesteps;
 
 /// How `step` finds the timestep it steps to.
@@ -23,25 +26,25 @@ pub enum PrevTimestepRule {
     NextInSchedule,
 }
 
-/// Per-call settings of [`DdimScheduler::step`].
+/// Per-call settings of [`DdimScheduler::step`]; `T` is the element type of the buffers.
 ///
 /// ```
-/// let options = ddim::StepOptions { eta: 0.5, batch_size: 2, ..Default::default() };
+/// let options: ddim::StepOptions = ddim::StepOptions { eta: 0.5, batch_size: 2, ..Default::default() };
 /// assert!(!options.use_clipped_model_output);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepOptions<'a> {
+pub struct StepOptions<'a, T = f32> {
     /// η: 0 is deterministic DDIM, 1 is DDPM-like ancestral sampling.
     pub eta: f32,
     /// Recompute ε̂ from the clipped or thresholded x̂₀ ("as in Glide").
     pub use_clipped_model_output: bool,
     /// The noise z of σ_t·z, one value per element; used only when η > 0.
-    pub variance_noise: Option<&'a [f32]>,
+    pub variance_noise: Option<&'a [T]>,
     /// How many samples the buffers hold, batch-major; dynamic thresholding is per sample.
     pub batch_size: usize,
 }
 
-impl Default for StepOptions<'_> {
+impl<T> Default for StepOptions<'_, T> {
     fn default() -> Self {
         Self {
             eta: 0.0,
@@ -54,11 +57,11 @@ impl Default for StepOptions<'_> {
 
 /// The result of one step.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StepOutput {
+pub struct StepOutput<T = f32> {
     /// x_{t_prev}: the sample to feed the model at the next step.
-    pub prev_sample: Vec<f32>,
+    pub prev_sample: Vec<T>,
     /// x̂₀ after clipping or thresholding.
-    pub pred_original_sample: Vec<f32>,
+    pub pred_original_sample: Vec<T>,
 }
 
 /// The DDIM sampler of Song, Meng & Ermon (2020), with the behaviour of diffusers'
@@ -308,16 +311,17 @@ impl DdimScheduler {
     /// when `model_output` or the noise is not as long as `sample`,
     /// [`Error::BatchSizeMismatch`], [`Error::InvalidStepOption`] for a bad η, and
     /// [`Error::MissingNoise`] when η > 0 and no noise was given.
-    pub fn step(
+    pub fn step<T: Element>(
         &self,
-        model_output: &[f32],
+        model_output: &[T],
         timestep: usize,
-        sample: &[f32],
-        options: &StepOptions<'_>,
-    ) -> Result<StepOutput> {
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+    ) -> Result<StepOutput<T>> {
+        let zero = T::from_compute(<T::Compute as Compute>::ZERO);
         let mut out = StepOutput {
-            prev_sample: vec![0.0; sample.len()],
-            pred_original_sample: vec![0.0; sample.len()],
+            prev_sample: vec![zero; sample.len()],
+            pred_original_sample: vec![zero; sample.len()],
         };
         self.step_into(
             model_output,
@@ -348,14 +352,17 @@ impl DdimScheduler {
     ///
     /// As [`step`](Self::step), and [`Error::NoiseAndGenerator`] when η > 0 and
     /// `options.variance_noise` is also given.
-    pub fn step_with_rng<R: Rng + ?Sized>(
+    pub fn step_with_rng<T: Element, R: Rng + ?Sized>(
         &self,
-        model_output: &[f32],
+        model_output: &[T],
         timestep: usize,
-        sample: &[f32],
-        options: &StepOptions<'_>,
+        sample: &[T],
+        options: &StepOptions<'_, T>,
         rng: &mut R,
-    ) -> Result<StepOutput> {
+    ) -> Result<StepOutput<T>>
+    where
+        StandardNormal: Distribution<T::Compute>,
+    {
         if options.eta > 0.0 {
             if options.variance_noise.is_some() {
                 return Err(Error::NoiseAndGenerator);
@@ -368,8 +375,8 @@ impl DdimScheduler {
                 options,
                 NoiseSource::Generator,
             )?;
-            let noise: Vec<f32> = (0..sample.len())
-                .map(|_| StandardNormal.sample(rng))
+            let noise: Vec<T> = (0..sample.len())
+                .map(|_| T::from_compute(StandardNormal.sample(rng)))
                 .collect();
             let options = StepOptions {
                 variance_noise: Some(&noise),
@@ -380,12 +387,12 @@ impl DdimScheduler {
         self.step(model_output, timestep, sample, options)
     }
 
-    fn check_step(
+    fn check_step<T>(
         &self,
-        model_output: &[f32],
+        model_output: &[T],
         timestep: usize,
-        sample: &[f32],
-        options: &StepOptions<'_>,
+        sample: &[T],
+        options: &StepOptions<'_, T>,
         noise_source: NoiseSource,
     ) -> Result<StepCoefficients> {
         let coefficients = self.step_coefficients(timestep, options.eta)?;
@@ -408,14 +415,14 @@ impl DdimScheduler {
     ///
     /// As [`step`](Self::step), and [`Error::LengthMismatch`] for output buffers of the wrong
     /// length. On error the outputs are untouched.
-    pub fn step_into(
+    pub fn step_into<T: Element>(
         &self,
-        model_output: &[f32],
+        model_output: &[T],
         timestep: usize,
-        sample: &[f32],
-        options: &StepOptions<'_>,
-        prev_sample: &mut [f32],
-        pred_original_sample: &mut [f32],
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+        prev_sample: &mut [T],
+        pred_original_sample: &mut [T],
     ) -> Result<()> {
         let c = self.check_step(
             model_output,
@@ -434,18 +441,19 @@ impl DdimScheduler {
             return Ok(());
         }
         let config = &self.config;
-        let mut rule = UpdateRule {
+        let rule = UpdateRule {
             prediction: config.prediction_type,
             coefficients: &c,
-            bound: X0Bound::None,
+            bound: if config.clip_sample {
+                X0Bound::Clip(config.clip_sample_range)
+            } else {
+                X0Bound::None
+            },
             use_clipped_model_output: options.use_clipped_model_output,
             add_noise: options.eta > 0.0,
         };
         let noise = options.variance_noise;
         if !config.thresholding {
-            if config.clip_sample {
-                rule.bound = X0Bound::Clip(config.clip_sample_range as f32);
-            }
             kernel::ddim_update(
                 rule,
                 model_output,
@@ -456,24 +464,46 @@ impl DdimScheduler {
             );
             return Ok(());
         }
-        let per_sample = sample.len() / options.batch_size;
-        let q = config.dynamic_thresholding_ratio as f32;
-        let max = config.sample_max_value as f32;
-        for (b, ((m, x), (p, o))) in model_output
-            .chunks_exact(per_sample)
-            .zip(sample.chunks_exact(per_sample))
-            .zip(
-                prev_sample
-                    .chunks_exact_mut(per_sample)
-                    .zip(pred_original_sample.chunks_exact_mut(per_sample)),
-            )
-            .enumerate()
-        {
-            kernel::recover_x0(config.prediction_type, &c, m, x, o);
-            let s = kernel::dynamic_threshold(kernel::abs_quantile(o, q, p), max);
-            rule.bound = X0Bound::Threshold(s);
-            let z = noise.map(|z| &z[b * per_sample..(b + 1) * per_sample]);
-            kernel::ddim_update(rule, m, x, z, p, o);
+        // Thresholding: x̂₀ first (into its output), the per-item quantile by selection (with
+        // the x_{t_prev} buffer as scratch), then the fused pass with the item's threshold.
+        let per_item = sample.len() / options.batch_size;
+        kernel::recover_x0(
+            config.prediction_type,
+            &c,
+            model_output,
+            sample,
+            pred_original_sample,
+        );
+        let item = |b: usize, p: &mut [T], o: &mut [T]| {
+            let range = b * per_item..(b + 1) * per_item;
+            let q = threshold::abs_quantile(o, config.dynamic_thresholding_ratio, p);
+            let s = threshold::dynamic_threshold(q, config.sample_max_value);
+            let z = noise.map(|z| &z[range.clone()]);
+            kernel::ddim_update_thresholded(
+                rule,
+                s,
+                &model_output[range.clone()],
+                &sample[range],
+                z,
+                p,
+                o,
+            );
+        };
+        let items = prev_sample
+            .chunks_exact_mut(per_item)
+            .zip(pred_original_sample.chunks_exact_mut(per_item));
+        #[cfg(feature = "rayon")]
+        if sample.len() >= kernel::PARALLEL_MIN_LEN && options.batch_size > 1 {
+            use rayon::prelude::*;
+            prev_sample
+                .par_chunks_exact_mut(per_item)
+                .zip(pred_original_sample.par_chunks_exact_mut(per_item))
+                .enumerate()
+                .for_each(|(b, (p, o))| item(b, p, o));
+            return Ok(());
+        }
+        for (b, (p, o)) in items.enumerate() {
+            item(b, p, o);
         }
         Ok(())
     }
@@ -492,12 +522,12 @@ impl DdimScheduler {
     ///
     /// [`Error::LengthMismatch`], [`Error::BatchSizeMismatch`] (no timesteps, or a count that
     /// does not divide the length), [`Error::TimestepOutOfRange`].
-    pub fn add_noise(
+    pub fn add_noise<T: Element>(
         &self,
-        original_samples: &[f32],
-        noise: &[f32],
+        original_samples: &[T],
+        noise: &[T],
         timesteps: &[usize],
-    ) -> Result<Vec<f32>> {
+    ) -> Result<Vec<T>> {
         self.per_item_combination(original_samples, noise, timesteps, |sa, sb, x0, eps| {
             sa * x0 + sb * eps
         })
@@ -509,24 +539,24 @@ impl DdimScheduler {
     /// # Errors
     ///
     /// As [`add_noise`](Self::add_noise).
-    pub fn get_velocity(
+    pub fn get_velocity<T: Element>(
         &self,
-        sample: &[f32],
-        noise: &[f32],
+        sample: &[T],
+        noise: &[T],
         timesteps: &[usize],
-    ) -> Result<Vec<f32>> {
+    ) -> Result<Vec<T>> {
         self.per_item_combination(sample, noise, timesteps, |sa, sb, x0, eps| {
             sa * eps - sb * x0
         })
     }
 
-    fn per_item_combination(
+    fn per_item_combination<T: Element>(
         &self,
-        sample: &[f32],
-        noise: &[f32],
+        sample: &[T],
+        noise: &[T],
         timesteps: &[usize],
-        combine: impl Fn(f32, f32, f32, f32) -> f32,
-    ) -> Result<Vec<f32>> {
+        combine: impl Fn(T::Compute, T::Compute, T::Compute, T::Compute) -> T::Compute,
+    ) -> Result<Vec<T>> {
         check_len("noise", sample.len(), noise.len())?;
         check_batch(timesteps.len(), sample.len())?;
         for &t in timesteps {
@@ -535,14 +565,17 @@ impl DdimScheduler {
         let per_item = sample.len() / timesteps.len();
         let mut out = Vec::with_capacity(sample.len());
         for (b, &t) in timesteps.iter().enumerate() {
-            let a = self.schedule.alphas_cumprod[t];
-            let (sa, sb) = (a.sqrt(), (1.0 - a).sqrt());
+            // diffusers casts ᾱ to the sample's dtype before the square roots.
+            let a = T::Compute::from_f32(self.schedule.alphas_cumprod[t]);
+            let (sa, sb) = (a.sqrt(), (T::Compute::ONE - a).sqrt());
             let range = b * per_item..(b + 1) * per_item;
             out.extend(
                 sample[range.clone()]
                     .iter()
                     .zip(&noise[range])
-                    .map(|(&x, &e)| combine(sa, sb, x, e)),
+                    .map(|(&x, &e)| {
+                        T::from_compute(combine(sa, sb, x.to_compute(), e.to_compute()))
+                    }),
             );
         }
         Ok(out)

@@ -132,7 +132,8 @@ impl Worst {
         assert_eq!(ours.len(), theirs.len(), "{what}: length");
         let mut worst = 0;
         for (&a, &b) in ours.iter().zip(theirs) {
-            if !(a.is_finite() && b.is_finite()) && !(a == b || a.is_nan() && b.is_nan()) {
+            let comparable = a.is_finite() && b.is_finite();
+            if !(comparable || a == b || a.is_nan() && b.is_nan()) {
                 self.non_finite_mismatches += 1;
                 continue;
             }

@@ -1,0 +1,78 @@
+//! `step_into` makes no heap allocation for latents below the parallel size, in every mode
+//! (prediction type × clip / threshold / none × η with noise × use_clipped_model_output),
+//! counted by a counting global allocator.
+
+use ddim::{DdimConfig, DdimScheduler, PredictionType, StepOptions};
+
+fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect()
+}
+
+#[test]
+fn step_into_does_not_allocate() {
+    // 2 × 4 × 64 × 64 and 1 × 4 × 128 × 128: the shapes of real latents, below PARALLEL_MIN_LEN.
+    for (batch, len) in [(2, 2 * 4 * 64 * 64), (1, 4 * 128 * 128)] {
+        assert!(len < ddim::PARALLEL_MIN_LEN);
+        let (m, x, z) = (
+            pseudo_random(len, 1),
+            pseudo_random(len, 2),
+            pseudo_random(len, 3),
+        );
+        let (mut prev, mut x0) = (vec![0.0f32; len], vec![0.0f32; len]);
+        for prediction_type in PredictionType::ALL.iter().copied() {
+            for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
+                let config = DdimConfig {
+                    prediction_type,
+                    clip_sample,
+                    thresholding,
+                    ..DdimConfig::default()
+                };
+                let mut scheduler = DdimScheduler::new(config).unwrap();
+                scheduler.set_timesteps(50).unwrap();
+                for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
+                    let options = StepOptions {
+                        eta,
+                        use_clipped_model_output: ucmo,
+                        variance_noise: Some(&z),
+                        batch_size: batch,
+                    };
+                    let info = allocation_counter::measure(|| {
+                        for &t in &scheduler.timesteps()[..3] {
+                            scheduler
+                                .step_into(&m, t, &x, &options, &mut prev, &mut x0)
+                                .unwrap();
+                        }
+                    });
+                    assert_eq!(
+                        info.count_total, 0,
+                        "{prediction_type} clip={clip_sample} threshold={thresholding} eta={eta}: {info:?}"
+                    );
+                    assert!(prev.iter().any(|v| *v != 0.0));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_counter_counts() {
+    // The assertion above can fail: an allocating step is seen.
+    let scheduler = {
+        let mut s = DdimScheduler::new(DdimConfig::default()).unwrap();
+        s.set_timesteps(10).unwrap();
+        s
+    };
+    let info = allocation_counter::measure(|| {
+        let out = scheduler
+            .step(&[0.1f32; 8], 900, &[0.2f32; 8], &StepOptions::default())
+            .unwrap();
+        assert_eq!(out.prev_sample.len(), 8);
+    });
+    assert_eq!(info.count_total, 2);
+}
