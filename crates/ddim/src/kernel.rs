@@ -42,7 +42,7 @@ pub(crate) struct UpdateRule<'c> {
 
 /// The scalars of the pass, in the compute type.
 #[derive(Debug, Clone, Copy)]
-struct Scalars<C> {
+pub(crate) struct Scalars<C> {
     sqrt_alpha: C,
     sqrt_beta: C,
     sqrt_alpha_prev: C,
@@ -106,7 +106,33 @@ fn element<C: Compute, const P: u8, const B: u8, const U: bool, const Z: bool>(
     (x0, if Z { prev + k.std_dev * z } else { prev })
 }
 
-/// The serial loop of one mode combination.
+/// One element of the thresholded pass: x̂₀ was recovered in the first pass (`x0`, unbounded)
+/// and is not recomputed; ε̂ is the same expression of `m` and `x` as in [`recover`].
+#[inline(always)]
+fn element_thresholded<C: Compute, const P: u8, const U: bool, const Z: bool>(
+    k: &Scalars<C>,
+    x0: C,
+    m: C,
+    x: C,
+    z: C,
+) -> (C, C) {
+    let eps = match P {
+        EPSILON => m,
+        SAMPLE => (x - k.sqrt_alpha * m) / k.sqrt_beta,
+        _ => k.sqrt_alpha * m + k.sqrt_beta * x,
+    };
+    let x0 = clamp_keep_nan(x0, -k.bound, k.bound) / k.bound;
+    let eps = if U {
+        (x - k.sqrt_alpha * x0) / k.sqrt_beta
+    } else {
+        eps
+    };
+    let prev = k.sqrt_alpha_prev * x0 + k.direction * eps;
+    (x0, if Z { prev + k.std_dev * z } else { prev })
+}
+
+/// The serial loop of one mode combination. In the `THRESHOLD` mode, `x0_out` holds the
+/// unbounded x̂₀ on entry.
 fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
     k: &Scalars<E::Compute>,
     model_output: &[E],
@@ -124,8 +150,12 @@ fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: b
         } else {
             <E::Compute as Compute>::ZERO
         };
-        let (x0, prev) =
-            element::<E::Compute, P, B, U, Z>(k, m[i].to_compute(), x[i].to_compute(), zi);
+        let (mi, xi) = (m[i].to_compute(), x[i].to_compute());
+        let (x0, prev) = if B == THRESHOLD {
+            element_thresholded::<E::Compute, P, U, Z>(k, x0_out[i].to_compute(), mi, xi, zi)
+        } else {
+            element::<E::Compute, P, B, U, Z>(k, mi, xi, zi)
+        };
         x0_out[i] = E::from_compute(x0);
         prev_out[i] = E::from_compute(prev);
     }
@@ -186,7 +216,7 @@ fn run<E: Element>(
     f(k, m, x, z, prev, x0);
 }
 
-fn scalars<C: Compute>(c: &StepCoefficients, bound: C) -> Scalars<C> {
+pub(crate) fn scalars<C: Compute>(c: &StepCoefficients, bound: C) -> Scalars<C> {
     Scalars {
         sqrt_alpha: C::from_f32(c.sqrt_alpha_prod_t),
         sqrt_beta: C::from_f32(c.sqrt_beta_prod_t),
@@ -230,7 +260,7 @@ pub(crate) fn ddim_update<E: Element>(
 }
 
 /// The fused pass of one thresholded batch item, with its threshold `s`:
-/// x̂₀ = clamp(x̂₀, −s, s)/s.
+/// x̂₀ = clamp(x̂₀, −s, s)/s. `x0_out` holds the unbounded x̂₀ on entry.
 pub(crate) fn ddim_update_thresholded<E: Element>(
     rule: UpdateRule<'_>,
     threshold: E::Compute,
@@ -258,28 +288,99 @@ pub(crate) fn ddim_update_thresholded<E: Element>(
     );
 }
 
-/// Unbounded x̂₀ into `x0_out` (the first pass of thresholding).
-pub(crate) fn recover_x0<E: Element>(
+/// x̂₀ at one element (what the first thresholding pass stores there), widened.
+pub(crate) fn recover_one<E: Element>(
     prediction: PredictionType,
-    c: &StepCoefficients,
+    k: &Scalars<E::Compute>,
+    m: E,
+    x: E,
+) -> E::Compute {
+    let (m, x) = (m.to_compute(), x.to_compute());
+    let x0 = match prediction {
+        PredictionType::Epsilon => recover::<E::Compute, EPSILON>(k, m, x).0,
+        PredictionType::Sample => recover::<E::Compute, SAMPLE>(k, m, x).0,
+        PredictionType::VPrediction => recover::<E::Compute, V_PREDICTION>(k, m, x).0,
+    };
+    E::from_compute(x0).to_compute()
+}
+
+/// What the first thresholding pass saw of |x̂₀| against two pivots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Partition {
+    /// Some |x̂₀| is NaN.
+    pub(crate) has_nan: bool,
+    /// How many |x̂₀| are below the low pivot.
+    pub(crate) below: usize,
+    /// How many |x̂₀| lie within [low, high]; they were copied to the scratch buffer.
+    pub(crate) candidates: usize,
+}
+
+fn recover_partition<E: Element, const P: u8>(
+    k: &Scalars<E::Compute>,
+    m: &[E],
+    x: &[E],
+    x0_out: &mut [E],
+    (low, high): (E::Compute, E::Compute),
+    scratch: &mut [E],
+) -> Partition {
+    let n = x0_out.len();
+    let (m, x, scratch) = (&m[..n], &x[..n], &mut scratch[..n]);
+    let (mut has_nan, mut below, mut candidates) = (false, 0, 0);
+    // In chunks that stay in L1: a vectorisable loop computes x̂₀ (the division is the
+    // costly part), then a branch-free loop compacts the values between the pivots.
+    const CHUNK: usize = 512;
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        let out = &mut x0_out[start..end];
+        let mut below_in_chunk = 0;
+        for ((o, &mi), &xi) in out.iter_mut().zip(&m[start..end]).zip(&x[start..end]) {
+            let x0 =
+                E::from_compute(recover::<E::Compute, P>(k, mi.to_compute(), xi.to_compute()).0);
+            *o = x0;
+            let a = x0.to_compute().abs();
+            has_nan |= a.is_nan();
+            below_in_chunk += usize::from(a < low);
+        }
+        below += below_in_chunk;
+        if below_in_chunk < end - start {
+            for &x0 in out.iter() {
+                let a = x0.to_compute().abs();
+                // Rarely taken: the pivots bracket a few percent of the values.
+                if a >= low && a <= high {
+                    scratch[candidates] = E::from_compute(a);
+                    candidates += 1;
+                }
+            }
+        }
+    }
+    Partition {
+        has_nan,
+        below,
+        candidates,
+    }
+}
+
+/// The first pass of thresholding: the unbounded x̂₀ into `x0_out`, and |x̂₀| partitioned
+/// by the pivots `low ≤ high` (the values in between copied to `scratch`).
+pub(crate) fn recover_x0_partition<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
     model_output: &[E],
     sample: &[E],
     x0_out: &mut [E],
-) {
-    let k = scalars(c, E::Compute::ONE);
-    macro_rules! fill {
-        ($p:expr) => {
-            for ((o, &m), &x) in x0_out.iter_mut().zip(model_output).zip(sample) {
-                *o = E::from_compute(
-                    recover::<E::Compute, { $p }>(&k, m.to_compute(), x.to_compute()).0,
-                );
-            }
-        };
-    }
+    pivots: (E::Compute, E::Compute),
+    scratch: &mut [E],
+) -> Partition {
     match prediction {
-        PredictionType::Epsilon => fill!(EPSILON),
-        PredictionType::Sample => fill!(SAMPLE),
-        PredictionType::VPrediction => fill!(V_PREDICTION),
+        PredictionType::Epsilon => {
+            recover_partition::<E, EPSILON>(k, model_output, sample, x0_out, pivots, scratch)
+        }
+        PredictionType::Sample => {
+            recover_partition::<E, SAMPLE>(k, model_output, sample, x0_out, pivots, scratch)
+        }
+        PredictionType::VPrediction => {
+            recover_partition::<E, V_PREDICTION>(k, model_output, sample, x0_out, pivots, scratch)
+        }
     }
 }
 

@@ -464,30 +464,25 @@ impl DdimScheduler {
             );
             return Ok(());
         }
-        // Thresholding: x̂₀ first (into its output), the per-item quantile by selection (with
-        // the x_{t_prev} buffer as scratch), then the fused pass with the item's threshold.
+        // Thresholding, per item: x̂₀ into its output while the quantile of |x̂₀| is found
+        // (with the x_{t_prev} buffer as scratch), then the fused pass with the threshold.
         let per_item = sample.len() / options.batch_size;
-        kernel::recover_x0(
-            config.prediction_type,
-            &c,
-            model_output,
-            sample,
-            pred_original_sample,
-        );
+        let k = kernel::scalars(&c, <T::Compute as Compute>::ONE);
         let item = |b: usize, p: &mut [T], o: &mut [T]| {
             let range = b * per_item..(b + 1) * per_item;
-            let q = threshold::abs_quantile(o, config.dynamic_thresholding_ratio, p);
-            let s = threshold::dynamic_threshold(q, config.sample_max_value);
-            let z = noise.map(|z| &z[range.clone()]);
-            kernel::ddim_update_thresholded(
-                rule,
-                s,
-                &model_output[range.clone()],
-                &sample[range],
-                z,
-                p,
+            let (m, x) = (&model_output[range.clone()], &sample[range.clone()]);
+            let q = threshold::recover_x0_and_quantile(
+                config.prediction_type,
+                &k,
+                m,
+                x,
                 o,
+                config.dynamic_thresholding_ratio,
+                p,
             );
+            let s = threshold::dynamic_threshold(q, config.sample_max_value);
+            let z = noise.map(|z| &z[range]);
+            kernel::ddim_update_thresholded(rule, s, m, x, z, p, o);
         };
         let items = prev_sample
             .chunks_exact_mut(per_item)

@@ -2,45 +2,153 @@
 //! s = clamp(quantile_q(|x̂₀|), 1, sample_max_value), then x̂₀ ← clamp(x̂₀, −s, s)/s.
 //!
 //! The quantile is `torch.quantile`'s linear interpolation, found by selection in O(n)
-//! instead of a full sort.
+//! instead of a full sort, and mostly within the pass that computes x̂₀.
 
+use crate::config::PredictionType;
 use crate::element::{Compute, Element};
+use crate::kernel::{self, Scalars};
 
-/// `torch.quantile(|row|, q)` with linear interpolation, in O(len), using `scratch` (as long
-/// as `row`) as work space.
+/// `torch.quantile(|row|, q)` with linear interpolation, in O(len) by selection, using
+/// `scratch` (as long as `row`) as work space.
 ///
 /// torch makes `q` a tensor of the row's dtype, computes the rank `q·(N−1)` and the
 /// interpolation `lo + w·(hi − lo)` in f64, and rounds the result to the row's type. A row
 /// holding NaN has quantile NaN.
 pub(crate) fn abs_quantile<E: Element>(row: &[E], q: f64, scratch: &mut [E]) -> E::Compute {
-    let n = row.len();
-    debug_assert!(n > 0 && scratch.len() == n);
     let mut has_nan = false;
     for (s, &v) in scratch.iter_mut().zip(row) {
-        let v = v.to_compute();
-        has_nan |= v.is_nan();
-        *s = E::from_compute(v.abs());
+        let a = v.to_compute().abs();
+        has_nan |= a.is_nan();
+        *s = E::from_compute(a);
     }
     if has_nan {
         return E::Compute::from_f64(f64::NAN);
     }
-    let rank = E::Compute::from_f64(q).to_f64() * (n - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    let weight = rank - lo as f64;
-    let order = |a: &E, b: &E| a.to_compute().total_cmp(&b.to_compute());
-    let (_, lo_value, above) = scratch.select_nth_unstable_by(lo, order);
-    let lo_value = lo_value.to_compute().to_f64();
-    let hi_value = if hi == lo {
-        lo_value
+    let ranks = Ranks::new(row.len(), q);
+    ranks.select(&mut scratch[..row.len()], 0)
+}
+
+/// The two order statistics `torch.quantile` interpolates between.
+#[derive(Debug, Clone, Copy)]
+struct Ranks {
+    lo: usize,
+    hi: usize,
+    weight: f64,
+}
+
+impl Ranks {
+    fn new(n: usize, q: f64) -> Self {
+        let rank = q * (n - 1) as f64;
+        Self {
+            lo: rank.floor() as usize,
+            hi: rank.ceil() as usize,
+            weight: rank - rank.floor(),
+        }
+    }
+
+    /// The quantile from `values`, which hold the elements of ranks `offset..offset + len`.
+    fn select<E: Element>(&self, values: &mut [E], offset: usize) -> E::Compute {
+        let order = |a: &E, b: &E| a.to_compute().total_cmp(&b.to_compute());
+        let (_, lo_value, above) = values.select_nth_unstable_by(self.lo - offset, order);
+        let lo_value = lo_value.to_compute().to_f64();
+        let hi_value = if self.hi == self.lo {
+            lo_value
+        } else {
+            // The (lo+1)-th smallest is the smallest of the part above the selected element.
+            above
+                .iter()
+                .map(|v| v.to_compute().to_f64())
+                .fold(f64::INFINITY, f64::min)
+        };
+        E::Compute::from_f64(lo_value + self.weight * (hi_value - lo_value))
+    }
+}
+
+/// Sample size of the pivot choice.
+const SAMPLE: usize = 128;
+/// Items shorter than this take the plain selection.
+const SAMPLING_MIN_LEN: usize = 4 * SAMPLE;
+
+/// The first pass of a thresholded step for one batch item: the unbounded x̂₀ into `x0_out`,
+/// and the quantile of |x̂₀| (torch.quantile's value) for the threshold.
+///
+/// Floyd–Rivest style: x̂₀ at 128 fixed pseudo-random positions gives two pivots that bracket
+/// the wanted rank with high probability; the pass that writes x̂₀ also counts the values below
+/// the low pivot and copies those between the pivots into `scratch`, where a small selection
+/// finishes. If the pivots miss (or the item is short), a plain selection over all of |x̂₀|
+/// runs instead, so the result never depends on the sample. No heap allocation either way.
+pub(crate) fn recover_x0_and_quantile<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    x0_out: &mut [E],
+    q: f64,
+    scratch: &mut [E],
+) -> E::Compute {
+    let n = x0_out.len();
+    let q = E::Compute::from_f64(q).to_f64();
+    let ranks = Ranks::new(n, q);
+    let pivots = if n >= SAMPLING_MIN_LEN {
+        pivots(prediction, k, model_output, sample, q)
     } else {
-        // The (lo+1)-th smallest is the smallest of the part above the selected element.
-        above
-            .iter()
-            .map(|v| v.to_compute().to_f64())
-            .fold(f64::INFINITY, f64::min)
+        None
     };
-    E::Compute::from_f64(lo_value + weight * (hi_value - lo_value))
+    let (low, high) = pivots.unwrap_or((E::Compute::INFINITY, E::Compute::INFINITY));
+    let part = kernel::recover_x0_partition(
+        prediction,
+        k,
+        model_output,
+        sample,
+        x0_out,
+        (low, high),
+        scratch,
+    );
+    if part.has_nan {
+        return E::Compute::from_f64(f64::NAN);
+    }
+    if pivots.is_some() && ranks.lo >= part.below && ranks.hi < part.below + part.candidates {
+        return ranks.select(&mut scratch[..part.candidates], part.below);
+    }
+    abs_quantile(x0_out, q, scratch)
+}
+
+/// Two values of |x̂₀| from a fixed pseudo-random sample, about three standard deviations of
+/// the sample rank either side of quantile `q`; `None` if the sample holds NaN.
+fn pivots<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    q: f64,
+) -> Option<(E::Compute, E::Compute)> {
+    let n = model_output.len();
+    let mut values = [E::Compute::ZERO; SAMPLE];
+    let mut state = 0x9e37_79b9_u32;
+    for v in &mut values {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let i = ((u64::from(state) * n as u64) >> 32) as usize;
+        *v = kernel::recover_one(prediction, k, model_output[i], sample[i]).abs();
+        if v.is_nan() {
+            return None;
+        }
+    }
+    values.sort_unstable_by(|a, b| a.total_cmp(b));
+    let position = q * (SAMPLE - 1) as f64;
+    let spread = 3.0 * (SAMPLE as f64 * q * (1.0 - q)).sqrt() + 2.0;
+    let low = (position - spread).floor();
+    let high = (position + spread).ceil();
+    let low = if low < 0.0 {
+        E::Compute::ZERO
+    } else {
+        values[low as usize]
+    };
+    let high = if high >= SAMPLE as f64 {
+        E::Compute::INFINITY
+    } else {
+        values[high as usize]
+    };
+    Some((low, high))
 }
 
 /// The dynamic threshold s = clamp(quantile, min = 1, max = sample_max_value). torch applies
@@ -86,6 +194,86 @@ mod tests {
                 let mut scratch = vec![0.0; n];
                 let got = abs_quantile(&row, f64::from(q), &mut scratch);
                 assert_eq!(got, sorted_quantile(&row, q), "n={n} q={q}");
+            }
+        }
+    }
+
+    #[test]
+    fn selection_handles_ties_zeros_infinities_and_f64() {
+        let rows: [&[f32]; 5] = [
+            &[2.0; 50],
+            &[0.0, -0.0, 0.0, 1.0, -1.0, 0.0],
+            &[f32::INFINITY, 1.0, -f32::INFINITY, 3.0, 1e-30, 5e-39],
+            &[1.0, 1.0000001, 1.0000002, -1.0000001, 7.0, 1e30],
+            &[3.5],
+        ];
+        for row in rows {
+            for q in [0.0f32, 0.3, 0.5, 0.995, 1.0] {
+                let mut scratch = vec![0.0; row.len()];
+                let (got, want) = (
+                    abs_quantile(row, f64::from(q), &mut scratch),
+                    sorted_quantile(row, q),
+                );
+                assert!(
+                    got == want || got.is_nan() && want.is_nan(),
+                    "{row:?} q={q}: {got} vs {want}"
+                );
+            }
+        }
+        let row64: Vec<f64> = (0..300)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) * 0.013)
+            .collect();
+        let mut sorted: Vec<f64> = row64.iter().map(|v| v.abs()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let rank: f64 = 0.995 * 299.0;
+        let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+        let want = sorted[lo] + (rank - lo as f64) * (sorted[hi] - sorted[lo]);
+        let mut scratch = vec![0.0; 300];
+        assert_eq!(abs_quantile(&row64, 0.995, &mut scratch), want);
+    }
+
+    /// The sampled-pivot path gives exactly the sorted quantile, whatever the data does to the
+    /// pivots: smooth, constant, few distinct values, sorted, heavy tails, a single outlier.
+    #[test]
+    fn sampled_pivots_give_the_exact_quantile() {
+        use crate::coefficients::StepCoefficients;
+        let c = StepCoefficients::new(780, Some(760), 0.09, 0.1, 0.0);
+        let k = kernel::scalars(&c, 1.0f32);
+        let n = 5000;
+        let datasets: Vec<Vec<f32>> = vec![
+            (0..n)
+                .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+                .collect(),
+            vec![0.75; n],
+            (0..n).map(|i| (i % 3) as f32).collect(),
+            (0..n).map(|i| i as f32 / n as f32).collect(),
+            (0..n)
+                .map(|i| ((i as f32 * 0.37).sin()).powi(9) * 100.0)
+                .collect(),
+            (0..n).map(|i| if i == 1234 { 1e6 } else { 0.5 }).collect(),
+        ];
+        let zeros = vec![0.0f32; n];
+        for (d, m) in datasets.iter().enumerate() {
+            for prediction in PredictionType::ALL.iter().copied() {
+                for q in [0.5, 0.9, 0.995, 1.0, 0.0] {
+                    let (mut x0, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
+                    let got = recover_x0_and_quantile(
+                        prediction,
+                        &k,
+                        m,
+                        &zeros,
+                        &mut x0,
+                        q,
+                        &mut scratch,
+                    );
+                    let want_x0: Vec<f32> = m
+                        .iter()
+                        .map(|&v| kernel::recover_one(prediction, &k, v, 0.0f32))
+                        .collect();
+                    assert_eq!(x0, want_x0);
+                    let want = sorted_quantile(&want_x0, q as f32);
+                    assert_eq!(got, want, "dataset {d} {prediction} q={q}");
+                }
             }
         }
     }
