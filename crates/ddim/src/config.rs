@@ -1,7 +1,7 @@
 //! [`DdimConfig`]: every key of diffusers' `DDIMScheduler`, with its defaults and JSON names.
 //!
 //! Loading (`scheduler_config.json` → config, the way `DDIMScheduler.from_config` does it)
-//! lives in [`load`](crate::config::load); saving in diffusers' layout in `save`.
+//! lives in [`load`]; saving in diffusers' layout in `save`.
 
 pub(crate) mod known_schedulers;
 pub mod load;
