@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod config_args;
 
-/// DDIM diffusion sampling with diffusers' numbers: inspect schedules and configs.
+/// DDIM diffusion sampling with diffusers' numbers: inspect schedules and configs, sample
+/// from built-in exact models, evaluate.
 #[derive(Debug, Parser)]
 #[command(name = "ddim", version, about, propagate_version = true)]
 struct Cli {
@@ -25,6 +26,14 @@ enum Command {
     /// Load a scheduler_config.json as diffusers' DDIMScheduler.from_config would and print
     /// it as diffusers saves it (warnings go to stderr).
     Config(commands::config::Args),
+    /// Run DDIM on a built-in exact model (a Gaussian mixture with a closed-form denoiser),
+    /// print quality metrics beside their noise floor and draw the samples to a PNG.
+    Sample(commands::sample::Args),
+    /// Experiments on the exact models: the DDIM paper's Table 1 (η against steps), or the
+    /// zero-terminal-SNR tips (--experiment zero-snr). Markdown (or JSON) and a PNG.
+    Eval(commands::eval::Args),
+    /// Time one DDIM step per latent shape against a memory copy of the same bytes.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +49,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schedule(args) => commands::schedule::run(&args, &mut stdout),
         Command::Config(args) => commands::config::run(&args, &mut stdout),
+        Command::Sample(args) => commands::sample::run(&args, &mut stdout),
+        Command::Eval(args) => commands::eval::run(&args, &mut stdout),
+        Command::Bench(args) => commands::bench::run(&args, &mut stdout),
     };
     let result = result.and_then(|()| stdout.flush().map_err(Into::into));
     match result {

@@ -1,4 +1,9 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod config;
+pub(crate) mod eval;
+pub(crate) mod plot;
+pub(crate) mod sample;
 pub(crate) mod schedule;
+pub(crate) mod zero_snr;

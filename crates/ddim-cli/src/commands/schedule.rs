@@ -1,6 +1,7 @@
 //! `ddim schedule`: the inference timesteps of a config with their noise levels.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use ddim::DdimScheduler;
 use serde_json::json;
@@ -21,6 +22,13 @@ pub(crate) struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also draw log-SNR against t, with the inference timesteps marked, to this PNG.
+    #[arg(long, value_name = "PNG")]
+    plot: Option<PathBuf>,
+    /// Another curve for --plot: `zero-snr` (this config rescaled to zero terminal SNR) or a
+    /// scheduler_config.json path. Repeatable.
+    #[arg(long, value_name = "zero-snr|PATH", requires = "plot")]
+    compare: Vec<String>,
 }
 
 /// One row of the table.
@@ -56,10 +64,19 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         })
         .collect::<ddim::Result<Vec<_>>>()?;
     if args.json {
-        write_json(&scheduler, args, &rows, out)
+        write_json(&scheduler, args, &rows, out)?;
     } else {
-        write_table(&scheduler, args, &rows, out)
+        write_table(&scheduler, args, &rows, out)?;
     }
+    if let Some(path) = &args.plot {
+        let warnings =
+            super::plot::schedule::write_plot(path, scheduler.config(), args.steps, &args.compare)?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn write_table(

@@ -1,0 +1,203 @@
+//! `ddim bench`: the speed of one DDIM step against a plain memory copy of the same bytes,
+//! measured in the same run.
+//!
+//! A step reads the model output and the sample (and the noise when η > 0) and writes x̂₀ and
+//! x_{t_prev}: `k` full-size f32 arrays, `k = 4` or `5`. The copy reference moves the same
+//! number of bytes (reads `k/2` arrays' worth, writes as much) with the same threading rule as
+//! the step (rayon above `PARALLEL_MIN_LEN` elements), so "% of copy" is how close the step
+//! comes to the memory bound.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ddim::{DdimConfig, DdimScheduler, StepOptions};
+use serde_json::json;
+
+/// Arguments of `ddim bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Only the two smallest shapes, shorter timing.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds of timing per row (per implementation: step and copy).
+    #[arg(long, default_value_t = 0.5)]
+    seconds: f64,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+/// The benchmark shapes (B, C, H, W); the last is larger than any last-level cache.
+const SHAPES: [[usize; 4]; 5] = [
+    [1, 4, 64, 64],
+    [1, 4, 128, 128],
+    [4, 4, 128, 128],
+    [16, 4, 128, 128],
+    [16, 4, 1024, 1024],
+];
+
+struct Row {
+    shape: [usize; 4],
+    eta: f32,
+    thresholding: bool,
+    step: Duration,
+    copy: Duration,
+    bytes: usize,
+}
+
+impl Row {
+    fn gb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.step.as_secs_f64() / 1e9
+    }
+
+    fn percent_of_copy(&self) -> f64 {
+        100.0 * self.copy.as_secs_f64() / self.step.as_secs_f64()
+    }
+}
+
+/// The median time of `f`, run repeatedly for about `budget` after one warm-up call.
+fn time(budget: Duration, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 3 || (start.elapsed() < budget && samples.len() < 100_000) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// Deterministic pseudo-random values in [-2, 2) (the values do not affect the speed).
+fn fill(buffer: &mut [f32], seed: u32) {
+    let mut state = seed;
+    for v in buffer {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        *v = (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0;
+    }
+}
+
+fn copy(src: &[f32], dst: &mut [f32]) {
+    if dst.len() >= ddim::PARALLEL_MIN_LEN {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(1 << 15)
+            .zip(src.par_chunks(1 << 15))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> {
+    let n: usize = shape.iter().product();
+    let (mut m, mut x, mut z) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    fill(&mut m, 1);
+    fill(&mut x, 2);
+    fill(&mut z, 3);
+    let (mut prev, mut x0) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let (src, mut dst) = (vec![1.0f32; n * 5 / 2], vec![0.0f32; n * 5 / 2]);
+    let mut rows = Vec::new();
+    for thresholding in [false, true] {
+        let config = DdimConfig {
+            clip_sample: false,
+            thresholding,
+            ..DdimConfig::default()
+        };
+        let mut scheduler = DdimScheduler::new(config)?;
+        scheduler.set_timesteps(50)?;
+        let t = scheduler.timesteps()[10];
+        for eta in [0.0f32, 1.0] {
+            let options = StepOptions {
+                eta,
+                batch_size: shape[0],
+                variance_noise: Some(&z),
+                ..Default::default()
+            };
+            let arrays = if eta > 0.0 { 5 } else { 4 };
+            let step = time(budget, || {
+                scheduler
+                    .step_into(&m, t, &x, &options, &mut prev, &mut x0)
+                    .expect("inputs were checked on the first call");
+            });
+            // Read k/2 arrays, write k/2 arrays: the step's traffic.
+            let len = n * arrays / 2;
+            let copy_time = time(budget, || copy(&src[..len], &mut dst[..len]));
+            rows.push(Row {
+                shape,
+                eta,
+                thresholding,
+                step,
+                copy: copy_time,
+                bytes: arrays * n * std::mem::size_of::<f32>(),
+            });
+        }
+    }
+    // Keep the inputs observable so the steps are not optimised away.
+    std::hint::black_box((&mut m, &mut x, &prev, &x0, &dst));
+    Ok(rows)
+}
+
+pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let shapes = if args.quick {
+        &SHAPES[..2]
+    } else {
+        &SHAPES[..]
+    };
+    let budget = Duration::from_secs_f64(if args.quick {
+        args.seconds.min(0.1)
+    } else {
+        args.seconds
+    });
+    let threads = rayon::current_num_threads();
+    writeln!(
+        out,
+        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads"
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9}",
+        "shape", "eta", "threshold", "us/step", "GB/s", "copy us", "% copy"
+    )?;
+    let mut rows = Vec::new();
+    for &shape in shapes {
+        for row in bench_shape(shape, budget)? {
+            writeln!(
+                out,
+                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}%",
+                shape.map(|d| d.to_string()).join("x"),
+                row.eta,
+                row.thresholding,
+                row.step.as_secs_f64() * 1e6,
+                row.gb_per_s(),
+                row.copy.as_secs_f64() * 1e6,
+                row.percent_of_copy()
+            )?;
+            out.flush()?;
+            rows.push(row);
+        }
+    }
+    if let Some(path) = &args.json {
+        let results: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "shape": r.shape,
+                    "elements": r.shape.iter().product::<usize>(),
+                    "eta": r.eta,
+                    "thresholding": r.thresholding,
+                    "us_per_step": r.step.as_secs_f64() * 1e6,
+                    "gb_per_s": r.gb_per_s(),
+                    "copy_us": r.copy.as_secs_f64() * 1e6,
+                    "percent_of_copy": r.percent_of_copy(),
+                })
+            })
+            .collect();
+        let doc = json!({"implementation": "ddim", "threads": threads, "results": results});
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! `ddim eval`: experiments on the exact models. `table` is the DDIM paper's Table 1 (η
+//! against the number of steps); `zero-snr` measures the zero-terminal-SNR tips (see
+//! [`super::zero_snr`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ddim::DdimScheduler;
+use ddim_exact::{ddim_sample, Dataset, Evaluator, Metrics};
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::plot;
+use super::sample::{check_finite, evaluation_rng, parse_eta, progress_bar, sampling_rng};
+use crate::config_args::ConfigArgs;
+
+/// Which experiment to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Experiment {
+    /// The DDIM paper's Table 1: a metric for each η and number of steps S.
+    Table,
+    /// Brightness bias of the default schedule against zero terminal SNR + v + trailing.
+    ZeroSnr,
+}
+
+/// The metric of the table's cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Metric {
+    /// Sliced Wasserstein-2 distance to exact samples.
+    SlicedW2,
+    /// Total-variation distance between the share of samples per component and the weights.
+    ModeTv,
+    /// Mean log-likelihood under the true density (nats per sample).
+    LogLikelihood,
+}
+
+impl Metric {
+    fn pick(self, m: &Metrics) -> f64 {
+        match self {
+            Metric::SlicedW2 => m.sliced_w2,
+            Metric::ModeTv => m.mode_tv,
+            Metric::LogLikelihood => m.mean_log_likelihood,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Metric::SlicedW2 => "sliced W2 to exact samples (lower is better, down to the floor)",
+            Metric::ModeTv => "mode TV distance (lower is better, down to the floor)",
+            Metric::LogLikelihood => {
+                "mean log-likelihood in nats (the floor is ideal; above it = too concentrated)"
+            }
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Metric::SlicedW2 => "sliced W₂",
+            Metric::ModeTv => "mode TV distance",
+            Metric::LogLikelihood => "mean ln p (nats)",
+        }
+    }
+}
+
+/// Arguments of `ddim eval`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The experiment.
+    #[arg(long, value_enum, default_value_t = Experiment::Table)]
+    pub(crate) experiment: Experiment,
+    /// The data set [default: spiral for table, bright for zero-snr].
+    #[arg(long, value_enum)]
+    pub(crate) dataset: Option<Dataset>,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// The η rows of the table (comma-separated; zero-snr runs η = 0).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = [0.0f32, 0.2, 0.5, 1.0],
+        value_parser = parse_eta,
+        allow_negative_numbers = true
+    )]
+    pub(crate) etas: Vec<f32>,
+    /// The step counts S (comma-separated) [default: 10,20,50,100,1000 for table;
+    /// 10,50,200 for zero-snr].
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) steps: Vec<usize>,
+    /// Number of seeds; cells show mean ± standard deviation over them.
+    #[arg(long, default_value_t = 5, value_parser = parse_seeds)]
+    pub(crate) seeds: u64,
+    /// Samples per run (and exact reference samples) [default: 2000 for table, 500 for
+    /// zero-snr].
+    #[arg(long)]
+    pub(crate) samples: Option<usize>,
+    /// The metric of the table's cells.
+    #[arg(long, value_enum, default_value_t = Metric::SlicedW2)]
+    pub(crate) metric: Metric,
+    /// The PNG to write.
+    #[arg(long, short = 'o', default_value = "ddim-eval.png")]
+    pub(crate) output: PathBuf,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Parses the number of seeds: at least 2, so that a spread can be measured.
+fn parse_seeds(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(n) => Err(format!(
+            "must be at least 2 (cells show a spread over seeds), got {n}"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Mean and sample standard deviation.
+pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    match args.experiment {
+        Experiment::Table => run_table(args, out),
+        Experiment::ZeroSnr => super::zero_snr::run(args, out),
+    }
+}
+
+fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (config, warnings) = args.config.load()?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let dataset = args.dataset.unwrap_or(Dataset::Spiral);
+    let steps = if args.steps.is_empty() {
+        vec![10, 20, 50, 100, 1000]
+    } else {
+        args.steps.clone()
+    };
+    let n = args.samples.unwrap_or(2000);
+    let mixture = dataset.mixture();
+    let schedulers = steps
+        .iter()
+        .map(|&s| {
+            let mut scheduler = DdimScheduler::new(config.clone())?;
+            scheduler.set_timesteps(s)?;
+            Ok(scheduler)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // One reference set and one noise floor per seed; every cell of a seed starts from the
+    // same x_T (common random numbers), so differences between cells are the sampler's.
+    let seeds: Vec<u64> = (0..args.seeds).collect();
+    let evaluators: Vec<(Evaluator<'_>, Metrics)> = seeds
+        .par_iter()
+        .map(|&seed| {
+            let mut rng = evaluation_rng(seed);
+            let evaluator = Evaluator::new(&mixture, n, &mut rng);
+            let floor = evaluator.noise_floor(n, &mut rng)?;
+            Ok((evaluator, floor))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (n_etas, n_steps) = (args.etas.len(), steps.len());
+    let mut tasks: Vec<(usize, usize, usize)> = (0..seeds.len())
+        .flat_map(|s| (0..n_etas).flat_map(move |e| (0..n_steps).map(move |k| (s, e, k))))
+        .collect();
+    // Longest runs first, so the threads finish together.
+    tasks.sort_by_key(|&(_, _, k)| std::cmp::Reverse(steps[k]));
+    let total_steps = args.seeds * args.etas.len() as u64 * steps.iter().sum::<usize>() as u64;
+    let bar = progress_bar(total_steps, "steps");
+    let values: Vec<((usize, usize, usize), f64)> = tasks
+        .par_iter()
+        .map(|&(s, e, k)| {
+            let scheduler = &schedulers[k];
+            let x = ddim_sample(
+                &mixture,
+                scheduler,
+                n,
+                args.etas[e],
+                &mut sampling_rng(seeds[s]),
+                |_, _| bar.inc(1),
+            )?;
+            check_finite(&x, scheduler.config())?;
+            Ok(((s, e, k), args.metric.pick(&evaluators[s].0.evaluate(&x)?)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    bar.finish_and_clear();
+
+    let mut cells = vec![vec![Vec::new(); steps.len()]; args.etas.len()];
+    let mut sorted = values;
+    sorted.sort_by_key(|&(key, _)| key);
+    for ((_, e, k), v) in sorted {
+        cells[e][k].push(v);
+    }
+    let floor: Vec<f64> = evaluators
+        .iter()
+        .map(|(_, f)| args.metric.pick(f))
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let table = Table {
+        dataset,
+        metric: args.metric,
+        etas: &args.etas,
+        steps: &steps,
+        cells: &cells,
+        floor: &floor,
+        samples: n,
+        config: &config,
+    };
+    if args.json {
+        table.write_json(out, elapsed)?;
+    } else {
+        table.write_markdown(out)?;
+    }
+    plot::write_png(&args.output, plot::lines::SIZE, |area| {
+        plot::lines::draw(area, &table.chart())
+    })?;
+    if !args.json {
+        writeln!(
+            out,
+            "\nwall time: {elapsed:.1} s on {} threads; wrote {}",
+            rayon::current_num_threads(),
+            args.output.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// The results of the table experiment: `cells[η][S]` holds one value per seed.
+struct Table<'a> {
+    dataset: Dataset,
+    metric: Metric,
+    etas: &'a [f32],
+    steps: &'a [usize],
+    cells: &'a [Vec<Vec<f64>>],
+    floor: &'a [f64],
+    samples: usize,
+    config: &'a ddim::DdimConfig,
+}
+
+impl Table<'_> {
+    fn cell(values: &[f64]) -> String {
+        let (m, s) = mean_std(values);
+        format!("{m:.4} ± {s:.4}")
+    }
+
+    fn write_markdown(&self, out: &mut impl Write) -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "DDIM on `{}`: {}\nmean ± std over {} seeds, {} samples each; {} β, {} spacing, {} prediction\n",
+            self.dataset,
+            self.metric.describe(),
+            self.floor.len(),
+            self.samples,
+            self.config.beta_schedule,
+            self.config.timestep_spacing,
+            self.config.prediction_type
+        )?;
+        let header: Vec<String> = self.steps.iter().map(|s| format!("S = {s}")).collect();
+        writeln!(out, "| η | {} |", header.join(" | "))?;
+        writeln!(out, "|---|{}", "---:|".repeat(self.steps.len()))?;
+        for (eta, row) in self.etas.iter().zip(self.cells) {
+            let cells: Vec<String> = row.iter().map(|v| Self::cell(v)).collect();
+            writeln!(out, "| {eta:.1} | {} |", cells.join(" | "))?;
+        }
+        let floor = Self::cell(self.floor);
+        writeln!(
+            out,
+            "| exact samples (noise floor) | {} |",
+            vec![floor; self.steps.len()].join(" | ")
+        )?;
+        Ok(())
+    }
+
+    fn write_json(&self, out: &mut impl Write, elapsed: f64) -> anyhow::Result<()> {
+        let summary = |values: &[f64]| {
+            let (mean, std) = mean_std(values);
+            json!({ "mean": mean, "std": std, "values": values })
+        };
+        let rows: Vec<_> = self
+            .etas
+            .iter()
+            .zip(self.cells)
+            .map(|(eta, row)| {
+                json!({
+                    "eta": eta,
+                    "cells": row.iter().map(|v| summary(v)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "experiment": "table",
+            "dataset": self.dataset.name(),
+            "metric": format!("{:?}", self.metric),
+            "samples": self.samples,
+            "seeds": self.floor.len(),
+            "steps": self.steps,
+            "rows": rows,
+            "noise_floor": summary(self.floor),
+            "config": self.config.to_json_object(),
+            "wall_time_s": elapsed,
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)?;
+        Ok(())
+    }
+
+    fn chart(&self) -> plot::lines::LineChart {
+        let series: Vec<plot::lines::Series> = self
+            .etas
+            .iter()
+            .zip(self.cells)
+            .map(|(eta, row)| plot::lines::Series {
+                label: format!("η = {eta:.1}"),
+                points: self
+                    .steps
+                    .iter()
+                    .zip(row)
+                    .map(|(&s, v)| {
+                        let (m, sd) = mean_std(v);
+                        (s as f64, m, sd)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let (fm, fs) = mean_std(self.floor);
+        plot::lines::LineChart {
+            title: format!(
+                "DDIM on `{}`: {} against steps S",
+                self.dataset,
+                self.metric.short()
+            ),
+            subtitle: format!(
+                "mean ± std over {} seeds, {} samples; {} spacing, {}",
+                self.floor.len(),
+                self.samples,
+                self.config.timestep_spacing,
+                self.config.prediction_type
+            ),
+            x_desc: "inference steps S".into(),
+            y_desc: self.metric.short().into(),
+            series,
+            band: Some(("exact samples (noise floor)".into(), fm, fs)),
+            // The metric falls with S for every η: the upper right stays empty.
+            legend: plotters::chart::SeriesLabelPosition::UpperRight,
+        }
+    }
+}
