@@ -332,23 +332,32 @@ fn recover_partition<E: Element, const P: u8>(
     for start in (0..n).step_by(CHUNK) {
         let end = (start + CHUNK).min(n);
         let out = &mut x0_out[start..end];
-        let mut below_in_chunk = 0;
+        let mut below_in_chunk = 0u32;
         for ((o, &mi), &xi) in out.iter_mut().zip(&m[start..end]).zip(&x[start..end]) {
             let x0 =
                 E::from_compute(recover::<E::Compute, P>(k, mi.to_compute(), xi.to_compute()).0);
             *o = x0;
             let a = x0.to_compute().abs();
             has_nan |= a.is_nan();
-            below_in_chunk += usize::from(a < low);
+            below_in_chunk += u32::from(a < low);
         }
-        below += below_in_chunk;
-        if below_in_chunk < end - start {
-            for &x0 in out.iter() {
-                let a = x0.to_compute().abs();
-                // Rarely taken: the pivots bracket a few percent of the values.
-                if a >= low && a <= high {
-                    scratch[candidates] = E::from_compute(a);
-                    candidates += 1;
+        below += below_in_chunk as usize;
+        if (below_in_chunk as usize) < end - start {
+            // Most blocks hold nothing at or above the low pivot: one branch-free test per
+            // block of 16 skips them; the rest are compacted element by element.
+            for block in out.chunks(16) {
+                let any = block
+                    .iter()
+                    .fold(false, |any, v| any | (v.to_compute().abs() >= low));
+                if !any {
+                    continue;
+                }
+                for &x0 in block {
+                    let a = x0.to_compute().abs();
+                    if a >= low && a <= high {
+                        scratch[candidates] = E::from_compute(a);
+                        candidates += 1;
+                    }
                 }
             }
         }

@@ -65,7 +65,7 @@ impl Ranks {
 }
 
 /// Sample size of the pivot choice.
-const SAMPLE: usize = 128;
+const SAMPLE: usize = 256;
 /// Items shorter than this take the plain selection.
 const SAMPLING_MIN_LEN: usize = 4 * SAMPLE;
 
