@@ -21,7 +21,7 @@ pub(crate) struct Args {
     /// Only the two smallest shapes, shorter timing.
     #[arg(long)]
     quick: bool,
-    /// Seconds of timing per row (per implementation: step and copy).
+    /// Seconds of timing per row (step and copy, measured alternately).
     #[arg(long, default_value_t = 0.5)]
     seconds: f64,
     /// Also write the results as JSON to this file.
@@ -57,18 +57,35 @@ impl Row {
     }
 }
 
-/// The median time of `f`, run repeatedly for about `budget` after one warm-up call.
-fn time(budget: Duration, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < 3 || (start.elapsed() < budget && samples.len() < 100_000) {
+/// The median times of `f` and `g`, measured alternately for about `budget` after a warm-up
+/// call of each, so both see the same machine state (frequency, other load). Each measurement
+/// times a batch of back-to-back calls (≥ 2 ms, as the baselines are timed), so caches are as
+/// warm as the shape allows.
+fn time_pair(budget: Duration, mut f: impl FnMut(), mut g: impl FnMut()) -> (Duration, Duration) {
+    let batch_for = |h: &mut dyn FnMut()| {
         let t = Instant::now();
-        f();
-        samples.push(t.elapsed());
+        h();
+        let once = t.elapsed().max(Duration::from_nanos(50));
+        (Duration::from_millis(2).as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32
+    };
+    let (kf, kg) = (batch_for(&mut f), batch_for(&mut g));
+    let (mut tf, mut tg) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while tf.len() < 5 || (start.elapsed() < budget && tf.len() < 10_000) {
+        let t = Instant::now();
+        for _ in 0..kf {
+            f();
+        }
+        tf.push(t.elapsed() / kf);
+        let t = Instant::now();
+        for _ in 0..kg {
+            g();
+        }
+        tg.push(t.elapsed() / kg);
     }
-    samples.sort_unstable();
-    samples[samples.len() / 2]
+    tf.sort_unstable();
+    tg.sort_unstable();
+    (tf[tf.len() / 2], tg[tg.len() / 2])
 }
 
 /// Deterministic pseudo-random values in [-2, 2) (the values do not affect the speed).
@@ -80,8 +97,9 @@ fn fill(buffer: &mut [f32], seed: u32) {
     }
 }
 
-fn copy(src: &[f32], dst: &mut [f32]) {
-    if dst.len() >= ddim::PARALLEL_MIN_LEN {
+/// A plain copy, split over rayon's threads exactly when the step of the same shape is.
+fn copy(src: &[f32], dst: &mut [f32], parallel: bool) {
+    if parallel {
         use rayon::prelude::*;
         dst.par_chunks_mut(1 << 15)
             .zip(src.par_chunks(1 << 15))
@@ -117,14 +135,17 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 ..Default::default()
             };
             let arrays = if eta > 0.0 { 5 } else { 4 };
-            let step = time(budget, || {
-                scheduler
-                    .step_into(&m, t, &x, &options, &mut prev, &mut x0)
-                    .expect("inputs were checked on the first call");
-            });
             // Read k/2 arrays, write k/2 arrays: the step's traffic.
             let len = n * arrays / 2;
-            let copy_time = time(budget, || copy(&src[..len], &mut dst[..len]));
+            let (step, copy_time) = time_pair(
+                budget,
+                || {
+                    scheduler
+                        .step_into(&m, t, &x, &options, &mut prev, &mut x0)
+                        .expect("inputs were checked on the first call");
+                },
+                || copy(&src[..len], &mut dst[..len], n >= ddim::PARALLEL_MIN_LEN),
+            );
             rows.push(Row {
                 shape,
                 eta,
