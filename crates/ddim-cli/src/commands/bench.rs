@@ -72,11 +72,15 @@ fn time_pair(budget: Duration, mut f: impl FnMut(), mut g: impl FnMut()) -> (Dur
     let (mut tf, mut tg) = (Vec::new(), Vec::new());
     let start = Instant::now();
     while tf.len() < 5 || (start.elapsed() < budget && tf.len() < 10_000) {
+        // One untimed call first: the other function has just run, and the baselines are
+        // timed back to back (warm caches), so each batch is too.
+        f();
         let t = Instant::now();
         for _ in 0..kf {
             f();
         }
         tf.push(t.elapsed() / kf);
+        g();
         let t = Instant::now();
         for _ in 0..kg {
             g();
