@@ -68,7 +68,7 @@ impl Ranks {
 /// brackets the quantile more tightly (fewer candidates to select among) at the cost of more
 /// scattered reads.
 const MIN_SAMPLE: usize = 256;
-const MAX_SAMPLE: usize = 1024;
+const MAX_SAMPLE: usize = 512;
 /// Items shorter than this take the plain selection.
 const SAMPLING_MIN_LEN: usize = 4 * MIN_SAMPLE;
 
