@@ -134,26 +134,21 @@ impl Element for f64 {
     }
 }
 
-impl Element for half::f16 {
-    type Compute = f32;
-    #[inline(always)]
-    fn to_compute(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn from_compute(value: f32) -> Self {
-        half::f16::from_f32(value)
-    }
+/// Half-precision types: widened to `f32`, rounded once when stored.
+macro_rules! half_element {
+    ($t:ty) => {
+        impl Element for $t {
+            type Compute = f32;
+            #[inline(always)]
+            fn to_compute(self) -> f32 {
+                self.to_f32()
+            }
+            #[inline(always)]
+            fn from_compute(value: f32) -> Self {
+                <$t>::from_f32(value)
+            }
+        }
+    };
 }
-
-impl Element for half::bf16 {
-    type Compute = f32;
-    #[inline(always)]
-    fn to_compute(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn from_compute(value: f32) -> Self {
-        half::bf16::from_f32(value)
-    }
-}
+half_element!(half::f16);
+half_element!(half::bf16);

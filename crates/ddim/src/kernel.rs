@@ -99,13 +99,29 @@ fn element<C: Compute, const P: u8, const B: u8, const U: bool, const Z: bool>(
         CLIP => clamp_keep_nan(x0, -k.bound, k.bound),
         _ => clamp_keep_nan(x0, -k.bound, k.bound) / k.bound,
     };
+    (x0, update::<C, U, Z>(k, x0, eps, x, z))
+}
+
+/// x_{t_prev} from the bounded x̂₀ and ε̂ (re-derived from x̂₀ with `use_clipped_model_output`).
+#[inline(always)]
+fn update<C: Compute, const U: bool, const Z: bool>(
+    k: &Scalars<C>,
+    x0: C,
+    eps: C,
+    x: C,
+    z: C,
+) -> C {
     let eps = if U {
         (x - k.sqrt_alpha * x0) / k.sqrt_beta
     } else {
         eps
     };
     let prev = k.sqrt_alpha_prev * x0 + k.direction * eps;
-    (x0, if Z { prev + k.std_dev * z } else { prev })
+    if Z {
+        prev + k.std_dev * z
+    } else {
+        prev
+    }
 }
 
 /// One element of the thresholded pass: x̂₀ was recovered in the first pass (`x0`, unbounded)
@@ -124,13 +140,7 @@ fn element_thresholded<C: Compute, const P: u8, const U: bool, const Z: bool>(
         _ => k.sqrt_alpha * m + k.sqrt_beta * x,
     };
     let x0 = clamp_keep_nan(x0, -k.bound, k.bound) / k.bound;
-    let eps = if U {
-        (x - k.sqrt_alpha * x0) / k.sqrt_beta
-    } else {
-        eps
-    };
-    let prev = k.sqrt_alpha_prev * x0 + k.direction * eps;
-    (x0, if Z { prev + k.std_dev * z } else { prev })
+    (x0, update::<C, U, Z>(k, x0, eps, x, z))
 }
 
 /// The serial loop of one mode combination. In the `THRESHOLD` mode, `x0_out` holds the

@@ -2,17 +2,10 @@
 //! (prediction type × clip / threshold / none × η with noise × use_clipped_model_output),
 //! counted by a counting global allocator.
 
-use ddim::{DdimConfig, DdimScheduler, PredictionType, StepOptions};
+mod common;
 
-fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-        })
-        .collect()
-}
+use common::pseudo_random;
+use ddim::{DdimConfig, DdimScheduler, PredictionType, StepOptions};
 
 #[test]
 fn step_into_does_not_allocate() {

@@ -1,18 +1,11 @@
 //! Element types (f64, f16, bf16) and threads: each is checked against the f32 single-thread
 //! path it must agree with.
 
+mod common;
+
+use common::pseudo_random;
 use ddim::half::{bf16, f16};
 use ddim::{DdimConfig, DdimScheduler, Element, PredictionType, StepOptions};
-
-fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-        })
-        .collect()
-}
 
 fn configs() -> Vec<DdimConfig> {
     let mut out = Vec::new();

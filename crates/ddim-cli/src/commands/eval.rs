@@ -218,8 +218,18 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     } else {
         table.write_markdown(out)?;
     }
+    write_chart(args, &table.chart(), elapsed, out)
+}
+
+/// Draws an experiment's chart to `--output` and, for text output, reports the wall time.
+pub(crate) fn write_chart(
+    args: &Args,
+    chart: &plot::lines::LineChart,
+    elapsed: f64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     plot::write_png(&args.output, plot::lines::SIZE, |area| {
-        plot::lines::draw(area, &table.chart())
+        plot::lines::draw(area, chart)
     })?;
     if !args.json {
         writeln!(

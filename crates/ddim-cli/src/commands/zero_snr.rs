@@ -250,16 +250,5 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         // The reference arm sits at 0 on top; the others lie below it.
         legend: plotters::chart::SeriesLabelPosition::LowerRight,
     };
-    plot::write_png(&args.output, plot::lines::SIZE, |area| {
-        plot::lines::draw(area, &chart)
-    })?;
-    if !args.json {
-        writeln!(
-            out,
-            "\nwall time: {elapsed:.1} s on {} threads; wrote {}",
-            rayon::current_num_threads(),
-            args.output.display()
-        )?;
-    }
-    Ok(())
+    super::eval::write_chart(args, &chart, elapsed, out)
 }

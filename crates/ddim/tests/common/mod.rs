@@ -10,6 +10,17 @@ use ddim::DdimConfig;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
 
+/// Deterministic pseudo-random values in [-2, 2) (an LCG; no dependency needed).
+pub fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect()
+}
+
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
