@@ -184,15 +184,7 @@ impl GaussianMixture {
     ///
     /// [`Error::LengthMismatch`] when the batch is not a whole number of samples.
     pub fn log_density(&self, x: &[f32]) -> Result<Vec<f64>> {
-        self.check_batch("x", x)?;
-        let kernel = self.clean_kernel();
-        let mut logits = vec![0.0; self.num_components()];
-        Ok(x.chunks_exact(self.dim)
-            .map(|xi| {
-                self.log_joint(xi, &kernel, &mut logits);
-                log_sum_exp(&logits)
-            })
-            .collect())
+        self.reduce_log_joint(x, log_sum_exp)
     }
 
     /// For each sample, the component with the largest responsibility
@@ -202,13 +194,18 @@ impl GaussianMixture {
     ///
     /// [`Error::LengthMismatch`] when the batch is not a whole number of samples.
     pub fn assign(&self, x: &[f32]) -> Result<Vec<usize>> {
+        self.reduce_log_joint(x, argmax)
+    }
+
+    /// `reduce` applied to each sample's ln(w_k·N(x; μ_k, s_k²·I)) over the components.
+    fn reduce_log_joint<T>(&self, x: &[f32], reduce: impl Fn(&[f64]) -> T) -> Result<Vec<T>> {
         self.check_batch("x", x)?;
         let kernel = self.clean_kernel();
         let mut logits = vec![0.0; self.num_components()];
         Ok(x.chunks_exact(self.dim)
             .map(|xi| {
                 self.log_joint(xi, &kernel, &mut logits);
-                argmax(&logits)
+                reduce(&logits)
             })
             .collect())
     }
