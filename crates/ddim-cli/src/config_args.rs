@@ -57,6 +57,16 @@ pub(crate) struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// Loads the config like [`ConfigArgs::load`] and prints its warnings on stderr, one line
+    /// each (the library returns them; the command line shows them).
+    pub(crate) fn load_and_warn(&self) -> anyhow::Result<DdimConfig> {
+        let (config, warnings) = self.load()?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        Ok(config)
+    }
+
     /// Loads the file (or the defaults), applies the overrides, and returns the config with
     /// the load warnings as one-line texts.
     pub(crate) fn load(&self) -> anyhow::Result<(DdimConfig, Vec<String>)> {

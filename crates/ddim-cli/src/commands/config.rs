@@ -12,10 +12,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
-    let (config, warnings) = args.config.load()?;
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
+    let config = args.config.load_and_warn()?;
     if let Err(e) = ddim::DdimScheduler::new(config.clone()) {
         eprintln!("warning: no scheduler can be built from this config: {e}");
     }

@@ -133,10 +133,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
 
 fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (config, warnings) = args.config.load()?;
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
+    let config = args.config.load_and_warn()?;
     let dataset = args.dataset.unwrap_or(Dataset::Spiral);
     let steps = if args.steps.is_empty() {
         vec![10, 20, 50, 100, 1000]

@@ -74,10 +74,7 @@ pub(crate) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (config, warnings) = args.config.load()?;
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
+    let config = args.config.load_and_warn()?;
     let mut scheduler = DdimScheduler::new(config)?;
     scheduler.set_timesteps(args.steps)?;
     let mixture = args.dataset.mixture();

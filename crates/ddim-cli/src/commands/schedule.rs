@@ -46,10 +46,7 @@ impl Row {
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
-    let (config, warnings) = args.config.load()?;
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
+    let config = args.config.load_and_warn()?;
     let mut scheduler = DdimScheduler::new(config)?;
     scheduler.set_timesteps(args.steps)?;
     let rows = scheduler

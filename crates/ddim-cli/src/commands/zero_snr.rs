@@ -63,10 +63,7 @@ fn mean_of(x: &[f32]) -> f64 {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (base, warnings) = args.config.load()?;
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
+    let base = args.config.load_and_warn()?;
     let dataset = args.dataset.unwrap_or(Dataset::Bright);
     let steps = if args.steps.is_empty() {
         vec![10, 50, 200]
@@ -176,14 +173,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "| schedule | {} |", header.join(" | "))?;
         writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
         for (arm, row) in arms.iter().zip(&cells) {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| {
-                    let (m, s) = mean_std(v);
-                    format!("{m:+.5} ± {s:.5}")
-                })
-                .collect();
-            writeln!(out, "| {} | {} |", arm.label, cells.join(" | "))?;
+            write_spread_row(out, &arm.label, row)?;
         }
         let (fm, fs) = mean_std(&floor);
         writeln!(
@@ -198,14 +188,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "| schedule | {} |", header.join(" | "))?;
         writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
         for (arm, row) in arms.iter().zip(&shifts).take(zero) {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| {
-                    let (m, s) = mean_std(v);
-                    format!("{m:+.5} ± {s:.5}")
-                })
-                .collect();
-            writeln!(out, "| {} | {} |", arm.label, cells.join(" | "))?;
+            write_spread_row(out, &arm.label, row)?;
         }
         writeln!(out, "\nwhere sampling starts (first timestep t, ᾱ_t):\n")?;
         writeln!(out, "| schedule | {} |", header.join(" | "))?;
@@ -251,4 +234,17 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         legend: plotters::chart::SeriesLabelPosition::LowerRight,
     };
     super::eval::write_chart(args, &chart, elapsed, out)
+}
+
+/// One markdown row: the label, then `mean ± std` over seeds for each step count.
+fn write_spread_row(out: &mut impl Write, label: &str, row: &[Vec<f64>]) -> anyhow::Result<()> {
+    let cells: Vec<String> = row
+        .iter()
+        .map(|v| {
+            let (m, s) = mean_std(v);
+            format!("{m:+.5} ± {s:.5}")
+        })
+        .collect();
+    writeln!(out, "| {label} | {} |", cells.join(" | "))?;
+    Ok(())
 }
