@@ -173,7 +173,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "| schedule | {} |", header.join(" | "))?;
         writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
         for (arm, row) in arms.iter().zip(&cells) {
-            write_spread_row(out, &arm.label, row)?;
+            write_spread_row(out, arm.label, row)?;
         }
         let (fm, fs) = mean_std(&floor);
         writeln!(
@@ -188,7 +188,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "| schedule | {} |", header.join(" | "))?;
         writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
         for (arm, row) in arms.iter().zip(&shifts).take(zero) {
-            write_spread_row(out, &arm.label, row)?;
+            write_spread_row(out, arm.label, row)?;
         }
         writeln!(out, "\nwhere sampling starts (first timestep t, ᾱ_t):\n")?;
         writeln!(out, "| schedule | {} |", header.join(" | "))?;
