@@ -108,6 +108,13 @@ pub enum Error {
         /// The eta of the step.
         eta: f32,
     },
+
+    /// [`slerp`](crate::slerp) or [`lerp`](crate::lerp) got a `t` or an input that is not finite.
+    #[error("invalid interpolation: {reason}")]
+    InvalidInterpolation {
+        /// What is wrong, naming the value.
+        reason: String,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

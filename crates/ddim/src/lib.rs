@@ -24,6 +24,8 @@
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
+//! | [`inverse`] | [`DdimInverseScheduler`]: x₀ → x_T, diffusers' `DDIMInverseScheduler` or the exact mirror of a forward scheduler |
+//! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
 //!
 //! ## Quick start
 //!
@@ -63,6 +65,8 @@ mod coefficients;
 pub mod config;
 pub mod element;
 pub mod error;
+pub mod interpolate;
+pub mod inverse;
 mod kernel;
 pub mod schedule;
 mod scheduler;
@@ -77,5 +81,9 @@ pub use config::{
 pub use element::Element;
 pub use error::{Error, Result};
 pub use half;
+pub use interpolate::{lerp, slerp};
+pub use inverse::{
+    DdimInverseConfig, DdimInverseScheduler, InverseConfigWarning, InverseStep, LoadedInverseConfig,
+};
 pub use kernel::PARALLEL_MIN_LEN;
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};
