@@ -26,6 +26,7 @@
 //! | [`Dataset`] | built-in sets: `ring`, `grid`, `spiral` (2-D), `glyphs`, `bright` (16×16 images) |
 //! | [`metrics`] | sliced Wasserstein-2, mode coverage, mean log-likelihood, and their noise floors ([`Evaluator`]) |
 //! | [`ddim_sample`] | the DDIM loop with the exact model |
+//! | [`ddim_invert`], [`ddim_decode`] | DDIM inversion x₀ → x_T and η = 0 decoding, with the exact model |
 //!
 //! ## Example
 //!
@@ -56,6 +57,7 @@ pub mod denoiser;
 mod error;
 pub mod metrics;
 mod mixture;
+mod roundtrip;
 mod sampler;
 
 pub use datasets::{Dataset, Layout, GLYPH_SIZE};
@@ -65,4 +67,5 @@ pub use metrics::{
     mean_log_likelihood, mode_coverage, sliced_wasserstein, Evaluator, Metrics, ModeCoverage,
 };
 pub use mixture::GaussianMixture;
+pub use roundtrip::{ddim_decode, ddim_invert, rms_error, InversionLevel};
 pub use sampler::ddim_sample;
