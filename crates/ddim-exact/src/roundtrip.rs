@@ -33,12 +33,12 @@ pub enum InversionLevel {
 /// let ring = ddim_exact::Dataset::Ring.mixture();
 /// let x0 = ring.sample(4, &mut rand::rngs::StdRng::seed_from_u64(0));
 /// let mut forward = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
-/// forward.set_timesteps(50)?;
+/// forward.set_timesteps(200)?;
 /// let inverse = ddim::DdimInverseScheduler::matching(&forward)?;
 /// let level = ddim_exact::InversionLevel::Source;
 /// let latents = ddim_exact::ddim_invert(&ring, &inverse, &x0, level, |_, _| {})?;
 /// let back = ddim_exact::ddim_decode(&ring, &forward, &latents, |_, _| {})?;
-/// assert!(ddim_exact::rms_error(&x0, &back)? < 0.01);
+/// assert!(ddim_exact::rms_error(&x0, &back)? < 0.02); // about 0.0085 per dimension
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
