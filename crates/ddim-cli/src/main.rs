@@ -34,6 +34,11 @@ enum Command {
     Eval(commands::eval::Args),
     /// Time one DDIM step per latent shape against a memory copy of the same bytes.
     Bench(commands::bench::Args),
+    /// Encode exact image samples into their DDIM latents x_T (inversion) and decode them
+    /// again; a PNG shows the samples, the latents and the reconstructions.
+    Invert(commands::invert::Args),
+    /// Decode latents slerp'd (and lerp'd) between two seeds' x_T into a PNG strip.
+    Interpolate(commands::interpolate::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +57,8 @@ fn main() -> ExitCode {
         Command::Sample(args) => commands::sample::run(&args, &mut stdout),
         Command::Eval(args) => commands::eval::run(&args, &mut stdout),
         Command::Bench(args) => commands::bench::run(&args, &mut stdout),
+        Command::Invert(args) => commands::invert::run(&args, &mut stdout),
+        Command::Interpolate(args) => commands::interpolate::run(&args, &mut stdout),
     };
     let result = result.and_then(|()| stdout.flush().map_err(Into::into));
     match result {

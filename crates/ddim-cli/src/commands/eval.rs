@@ -22,6 +22,9 @@ pub(crate) enum Experiment {
     Table,
     /// Brightness bias of the default schedule against zero terminal SNR + v + trailing.
     ZeroSnr,
+    /// The DDIM paper's Table 2: x₀ → x_T → x₀ reconstruction error against steps S
+    /// (defaults: ring, S = 10,20,50,100,200,500,1000, 500 samples; η is 0).
+    Inversion,
 }
 
 /// The metric of the table's cells.
@@ -128,6 +131,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     match args.experiment {
         Experiment::Table => run_table(args, out),
         Experiment::ZeroSnr => super::zero_snr::run(args, out),
+        Experiment::Inversion => super::inversion::run(args, out),
     }
 }
 

@@ -3,6 +3,9 @@
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod eval;
+pub(crate) mod interpolate;
+pub(crate) mod inversion;
+pub(crate) mod invert;
 pub(crate) mod plot;
 pub(crate) mod sample;
 pub(crate) mod schedule;

@@ -81,7 +81,7 @@ pub(crate) fn draw(area: &Area<'_>, grid: &ImageGrid<'_>) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn draw_image(
+pub(crate) fn draw_image(
     area: &Area<'_>,
     image: &[f32],
     width: usize,

@@ -6,6 +6,7 @@ pub(crate) mod density;
 pub(crate) mod images;
 pub(crate) mod lines;
 pub(crate) mod schedule;
+pub(crate) mod strips;
 
 use std::path::Path;
 use std::sync::OnceLock;
