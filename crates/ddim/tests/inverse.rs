@@ -489,3 +489,32 @@ fn timesteps_before_set_timesteps_are_ascending_training_steps() {
     assert_eq!(inverse.order(), 1);
     assert_eq!(inverse.init_noise_sigma(), 1.0);
 }
+
+#[test]
+fn every_element_type_steps_alike() {
+    let mut inverse = DdimInverseScheduler::new(DdimInverseConfig {
+        prediction_type: ddim::PredictionType::VPrediction,
+        ..Default::default()
+    })
+    .unwrap();
+    inverse.set_timesteps(10).unwrap();
+    let x = [0.3f32, -0.2, 0.9, -0.4, 0.05];
+    let m = [0.5f32, 0.1, -0.7, 0.2, -1.1];
+    let want = inverse.step(&m, 500, &x).unwrap().prev_sample;
+    let wide = inverse
+        .step(&m.map(f64::from), 500, &x.map(f64::from))
+        .unwrap()
+        .prev_sample;
+    let half = inverse
+        .step(
+            &m.map(ddim::half::f16::from_f32),
+            500,
+            &x.map(ddim::half::f16::from_f32),
+        )
+        .unwrap()
+        .prev_sample;
+    for i in 0..x.len() {
+        assert!((wide[i] as f32 - want[i]).abs() < 1e-6);
+        assert!((half[i].to_f32() - want[i]).abs() < 2e-3);
+    }
+}
