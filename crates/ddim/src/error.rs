@@ -108,6 +108,27 @@ pub enum Error {
         /// The eta of the step.
         eta: f32,
     },
+
+    /// A sample is too small for a per-sample statistic (the unbiased standard deviation of
+    /// `rescale_noise_cfg` needs at least 2 elements).
+    #[error("each sample has {per_sample} element(s); at least {minimum} are needed")]
+    SampleTooSmall {
+        /// The number of elements in one sample.
+        per_sample: usize,
+        /// The fewest elements the operation needs.
+        minimum: usize,
+    },
+
+    /// `rescale_noise_cfg` met a constant sample of `noise_cfg`: its standard deviation is 0,
+    /// so std_text / std_cfg is undefined (diffusers returns NaN/inf there).
+    #[error(
+        "cannot rescale sample {sample}: noise_cfg is constant there (standard deviation 0), \
+         so std_text / std_cfg is undefined"
+    )]
+    ZeroStdCfg {
+        /// The index of the sample in the batch.
+        sample: usize,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

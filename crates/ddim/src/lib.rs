@@ -24,6 +24,7 @@
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
+//! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
 //!
 //! ## Quick start
 //!
@@ -63,6 +64,7 @@ mod coefficients;
 pub mod config;
 pub mod element;
 pub mod error;
+pub mod guidance;
 mod kernel;
 pub mod schedule;
 mod scheduler;
