@@ -179,32 +179,48 @@ SD = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
 
 
 def img2img_cases() -> list[dict]:
+    """One entry per scheduler schedule (spacing, steps_offset, n), with get_timesteps' output
+    for every strength."""
     cases = []
     strengths = [0.0, 0.01, 0.05, 0.1, 0.123, 0.2, 0.25, 0.3, 0.33, 0.5, 0.6, 0.7, 0.75, 0.8,
                  0.9, 0.95, 0.99, 0.999, 1.0]
-    for spacing in ["leading", "trailing", "linspace"]:
+    gen = torch.Generator().manual_seed(SEED + 2)
+    for spacing, offset in [("leading", 1), ("leading", 0), ("trailing", 1), ("linspace", 1)]:
         for n in [1, 2, 3, 7, 10, 20, 25, 30, 50, 100]:
-            sched = DDIMScheduler(**SD, timestep_spacing=spacing)
+            sched = DDIMScheduler(**{**SD, "steps_offset": offset}, timestep_spacing=spacing)
             sched.set_timesteps(n)
             full = [int(t) for t in sched.timesteps]
             if len(full) != n or min(full) < 0:
                 continue  # diffusers' trailing anomaly: the crate's timesteps differ there
+            results = []
             for s in strengths:
                 pipe = SimpleNamespace(scheduler=sched)
                 timesteps, steps = get_timesteps(pipe, n, s, "cpu")
                 ts = [int(t) for t in timesteps]
-                cases.append({
-                    "spacing": spacing,
-                    "num_inference_steps": n,
+                result = {
                     "strength": s,
-                    "full_timesteps": full,
                     "timesteps": ts,
                     "returned_num_inference_steps": int(steps),
-                    # the pipeline's `latent_timestep = timesteps[:1]`
-                    "latent_timestep": ts[0] if ts else None,
-                    "has_set_begin_index": hasattr(sched, "set_begin_index"),
-                    "order": sched.order,
-                })
+                }
+                # What the pipeline does next: latent_timestep = timesteps[:1].repeat(batch),
+                # then scheduler.add_noise(init_latents, noise, latent_timestep).
+                latent_timestep = timesteps[:1].repeat(1)
+                init = torch.randn((1, 4, 2, 2), generator=gen)
+                try:
+                    sched.add_noise(init, torch.zeros_like(init), latent_timestep)
+                    result["latent_timestep"] = int(latent_timestep[0])
+                except Exception as e:  # noqa: BLE001 - the failure is what is recorded
+                    result["add_noise_error"] = type(e).__name__
+                results.append(result)
+            cases.append({
+                "spacing": spacing,
+                "steps_offset": offset,
+                "num_inference_steps": n,
+                "full_timesteps": full,
+                "has_set_begin_index": hasattr(sched, "set_begin_index"),
+                "order": sched.order,
+                "results": results,
+            })
     return cases
 
 

@@ -25,6 +25,7 @@
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
 //! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
+//! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
 //!
 //! ## Quick start
 //!
@@ -65,6 +66,7 @@ pub mod config;
 pub mod element;
 pub mod error;
 pub mod guidance;
+pub mod img2img;
 mod kernel;
 pub mod schedule;
 mod scheduler;
