@@ -6,6 +6,7 @@ Writes
   crates/ddim/tests/data/guidance/manifest.json        classifier-free guidance + rescale_noise_cfg cases
   crates/ddim/tests/data/guidance/tensors.safetensors  their tensors (float32 and float64)
   crates/ddim/tests/data/img2img/cases.json            StableDiffusionImg2ImgPipeline.get_timesteps cases
+  crates/ddim/tests/data/hub/cases.json                huggingface_hub's cache folder and local lookups
 
 How diffusers' own code is run
 ------------------------------
@@ -224,6 +225,105 @@ def img2img_cases() -> list[dict]:
     return cases
 
 
+# --------------------------------------------------------------------------------------
+# Hugging Face cache
+# --------------------------------------------------------------------------------------
+# (HOME is always set: without it Python asks the password database, which this crate does not.)
+HUB_ENVS = [
+    {"HOME": "/home/u"},
+    {"HOME": "/home/u", "XDG_CACHE_HOME": "/xdg"},
+    {"HOME": "/home/u", "XDG_CACHE_HOME": "/xdg", "HF_HOME": "/hf"},
+    {"HOME": "/home/u", "HF_HOME": "~/hf"},
+    {"HOME": "/home/u", "HF_HOME": "$HOME/hf2"},
+    {"HOME": "/home/u", "HF_HOME": "${HOME}/hf3/$NOT_SET"},
+    {"HOME": "/home/u", "HF_HOME": "/hf", "HUGGINGFACE_HUB_CACHE": "/legacy"},
+    {"HOME": "/home/u", "HF_HOME": "/hf", "HUGGINGFACE_HUB_CACHE": "/legacy", "HF_HUB_CACHE": "/hubcache"},
+    {"HOME": "/home/u", "HF_HUB_CACHE": "~/hc"},
+    {"HOME": "/home/u", "HF_HUB_CACHE": "~"},
+    {"HOME": "/home/u", "HF_HUB_CACHE": "~other/x"},
+    {"HOME": "/home/u", "XDG_CACHE_HOME": "$HOME/xdg"},
+]
+
+HASH = {k: (k * 40)[:40] for k in "abcdef"}
+# (path relative to the cache, content)
+HUB_LAYOUT = [
+    ("models--org--model/refs/main", HASH["a"]),
+    ("models--org--model/snapshots/" + HASH["a"] + "/scheduler/scheduler_config.json", '{"steps_offset": 1}'),
+    ("models--org--model/refs/v1", HASH["b"]),
+    ("models--org--model/snapshots/" + HASH["b"] + "/scheduler/scheduler_config.json", '{"steps_offset": 2}'),
+    ("models--org--model/refs/refs/pr/1", HASH["c"]),
+    ("models--org--model/snapshots/" + HASH["c"] + "/scheduler/scheduler_config.json", '{"steps_offset": 3}'),
+    ("models--org--model/snapshots/" + HASH["d"] + "/scheduler/scheduler_config.json", '{"steps_offset": 4}'),
+    ("models--org--model/refs/broken", HASH["e"]),
+    ("models--org--model/refs/nosched", HASH["f"]),
+    ("models--org--model/snapshots/" + HASH["f"] + "/unet/config.json", "{}"),
+    ("models--solo/refs/main", HASH["a"]),
+    ("models--solo/snapshots/" + HASH["a"] + "/scheduler/scheduler_config.json", '{"steps_offset": 5}'),
+]
+HUB_QUERIES = [
+    ("org/model", None), ("org/model", "main"), ("org/model", "v1"), ("org/model", "refs/pr/1"),
+    ("org/model", HASH["d"]), ("org/model", HASH["a"]), ("org/model", "broken"),
+    ("org/model", "nosched"), ("org/model", "no-such-branch"), ("org/model", HASH["e"]),
+    ("org/other", None), ("solo", None), ("other/solo", None),
+]
+
+
+MODEL_IDS = [
+    "org/model", "solo", "stabilityai/stable-diffusion-2-1", "CompVis/stable-diffusion-v1-4",
+    "a/b", "_x/y_", "123", "Foo-BAR_foo.bar123", "org/model.v2", "x" * 96, "x" * 97,
+    "o" * 96 + "/" + "m" * 96, "", "/", "org/", "/model", "a/b/c", "../etc", "org/..",
+    "org/./m", ".org/model", "org/model.", "-org/model", "org/model-", "org--x/model",
+    "org/mo--del", "org/mo..del", "org/model.git", "org/mo del", "org/mödel", "org\\model",
+    "~/model", "org/model/", "datasets/foo/bar",
+]
+
+
+def hub_cases() -> dict:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    envs = []
+    for env in HUB_ENVS:
+        probe = "import huggingface_hub.constants as c; print(c.HF_HUB_CACHE)"
+        full = {"PATH": os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1", **env}
+        out = subprocess.run([sys.executable, "-c", probe], env=full, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        envs.append({"env": env, "hf_hub_cache": out})
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    ids = []
+    for model_id in MODEL_IDS:
+        try:
+            validate_repo_id(model_id)
+            ids.append({"model_id": model_id, "valid": True})
+        except HFValidationError:
+            ids.append({"model_id": model_id, "valid": False})
+
+    queries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, content in HUB_LAYOUT:
+            path = Path(tmp, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        for model_id, revision in HUB_QUERIES:
+            entry = {"model_id": model_id, "revision": revision}
+            try:
+                # what DDIMScheduler.from_pretrained(model_id, subfolder="scheduler",
+                # revision=revision, local_files_only=True) asks huggingface_hub for
+                found = hf_hub_download(model_id, "scheduler_config.json", subfolder="scheduler",
+                                        revision=revision, cache_dir=tmp, local_files_only=True)
+                entry["found"] = Path(found).relative_to(tmp).as_posix()
+            except Exception as e:  # noqa: BLE001 - the failure is what is recorded
+                entry["error"] = type(e).__name__
+            queries.append(entry)
+    return {"envs": envs, "layout": HUB_LAYOUT, "queries": queries, "model_ids": ids}
+
+
 def dump(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(obj, indent=None, sort_keys=True, allow_nan=False, separators=(",", ":"))
@@ -249,9 +349,12 @@ def main() -> None:
                                 metadata={"generator": "tools/gen_guidance_fixtures.py"})
     img = img2img_cases()
     dump(DATA / "img2img" / "cases.json", {"generator": generator, "cases": img})
+    hub = hub_cases()
+    dump(DATA / "hub" / "cases.json", {"generator": generator, **hub})
     size = (gdir / "tensors.safetensors").stat().st_size
     print(f"guidance: {len(cases)} cases, {len(zero)} zero-std cases, {len(TENSORS)} tensors, "
-          f"{size / 1024:.0f} KiB; img2img: {len(img)} cases")
+          f"{size / 1024:.0f} KiB; img2img: {len(img)} cases; hub: {len(hub['envs'])} environments, "
+          f"{len(hub['queries'])} lookups")
 
 
 if __name__ == "__main__":

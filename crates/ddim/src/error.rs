@@ -129,6 +129,65 @@ pub enum Error {
         /// The index of the sample in the batch.
         sample: usize,
     },
+
+    /// A Hugging Face model id is not of the form `name` or `namespace/name` that
+    /// huggingface_hub accepts.
+    #[error("invalid model id `{model_id}`: {reason}")]
+    InvalidModelId {
+        /// The id given.
+        model_id: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+
+    /// A revision (branch, tag or commit) would leave the model's cache folder.
+    #[error("invalid revision `{revision}`: {reason}")]
+    InvalidRevision {
+        /// The revision given.
+        revision: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+
+    /// A model's scheduler config is not in any local Hugging Face cache folder searched.
+    #[error(
+        "{model_id} (revision {revision}) has no scheduler/scheduler_config.json in the local \
+         hugging face cache (nothing is downloaded): {}",
+        not_in_cache_details(.searched, .missing)
+    )]
+    ModelNotInCache {
+        /// The model id.
+        model_id: String,
+        /// The revision looked for.
+        revision: String,
+        /// The cache folders searched, in order.
+        searched: Vec<PathBuf>,
+        /// What was missing in each folder searched (same order).
+        missing: Vec<String>,
+    },
+}
+
+fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
+    if searched.is_empty() {
+        return "no cache folder is known (set HF_HUB_CACHE, HF_HOME or HOME)".to_owned();
+    }
+    let folders: Vec<String> = searched
+        .iter()
+        .zip(
+            missing
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::repeat("")),
+        )
+        .map(|(dir, what)| {
+            if what.is_empty() {
+                dir.display().to_string()
+            } else {
+                format!("{} ({what})", dir.display())
+            }
+        })
+        .collect();
+    format!("searched {}", folders.join("; "))
 }
 
 /// `Result` with the crate's [`Error`].
