@@ -229,8 +229,8 @@ fn revision_components(revision: &str) -> Result<Vec<&str>> {
     if bad {
         return Err(Error::InvalidRevision {
             revision: revision.to_owned(),
-            reason: "must be a branch, tag or commit: `/`-separated names, none empty, `.` or \
-                     `..`, without `\\`, `:` or NUL"
+            reason: "must be a branch, tag or commit name: `/`-separated parts that are not \
+                     empty, `.` or `..` and hold no `\\`, `:` or NUL"
                 .to_owned(),
         });
     }
