@@ -118,6 +118,14 @@ def guidance_cases() -> list[dict]:
         # float64 tensors (Element = f64)
         ((2, 4, 8, 8), torch.float64, (1.0, 0.0), (1.1, 0.1), [7.5], [0.0, 0.7, 1.0]),
         ((1, 3, 5, 7), torch.float64, (1.0, 0.0), (1.1, 0.1), [7.5], [0.7]),
+        # more batch-of-one samples whose mean dominates: torch's cascade sum (several levels
+        # from 512 elements on, a scalar tail, fewer elements than a vector)
+        ((1, 4, 32, 32), torch.float32, (0.01, 100.0), (0.01, 100.0), [2.0], [0.7]),
+        ((1, 3, 37, 29), torch.float32, (0.01, -50.0), (0.02, -50.0), [3.0], [1.0]),
+        ((1, 1, 61, 67), torch.float32, (0.01, 1000.0), (0.01, 1000.0), [7.5], [0.7]),
+        ((1, 5), torch.float32, (0.01, 100.0), (0.01, 100.0), [2.0], [0.7]),
+        ((1, 2, 7), torch.float64, (0.01, 100.0), (0.01, 100.0), [2.0], [0.7]),
+        ((1, 1, 61, 67), torch.float64, (1e-6, 1000.0), (1e-6, 1000.0), [7.5], [0.7]),
     ]
     for i, (shape, dtype, (su, ou), (st, ot), scales, rescales) in enumerate(specs):
         uncond = (torch.randn(shape, generator=gen, dtype=torch.float64) * su + ou).to(dtype)

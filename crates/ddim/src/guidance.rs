@@ -24,12 +24,12 @@
 //! Both follow torch's float32 arithmetic in diffusers' order: `w` and `φ` are rounded to the
 //! element's compute type, `1 − φ` is computed in double (as Python does) and then rounded,
 //! each product and sum is rounded once, and nothing is fused. The standard deviation is
-//! computed as torch's CPU `std` does: for a batch of one, torch takes the mean in float32 and
-//! sums squared deviations from it in double; for larger batches it runs Welford's algorithm
-//! in double. Both are reproduced here, the first with a correctly rounded float32 sum where
-//! torch uses its own cascade summation. Measured against diffusers: bit-exact, except that a
-//! batch of one can differ by a few ulps when a sample's mean is hundreds of times its spread
-//! (4 ulp at 10⁴ times; `docs/pipelines.md` has the figures).
+//! computed as torch's CPU `std` does: for a batch of one (a full reduction), torch takes the
+//! mean in float32 from its cascade summation and sums squared deviations from it in double;
+//! for larger batches it runs Welford's algorithm in double. Both are reproduced, the cascade
+//! sum included. Measured against diffusers: bit-exact, in f32 and f64, including samples
+//! whose mean is 10⁴ times their spread (where the float32 mean matters). torch splits sums of
+//! 32,768 elements or more over its threads; the fixtures use one thread, as does this crate.
 //!
 //! ## A sample without spread
 //!
@@ -183,16 +183,16 @@ pub fn rescale_noise_cfg<T: Element>(
 /// to the compute type.
 ///
 /// `whole_batch` (a batch of one) selects torch's full-reduction path: the mean in the
-/// compute type (a correctly rounded sum, divided by N there), then squared deviations from
-/// it summed in double. Otherwise torch's Welford reduction in double:
+/// compute type (torch's cascade sum, divided by N there), then squared deviations from it
+/// summed in double. Otherwise torch's Welford reduction in double:
 /// mean ← mean + δ/n, M₂ ← M₂ + δ·(x − mean_new), σ² = M₂/(n − 1).
 fn sample_std<C: Compute, T: Element<Compute = C>>(values: &[T], whole_batch: bool) -> C {
     // Element counts are far below 2^53, so they convert to f64 exactly.
     #[allow(clippy::cast_precision_loss)]
     let n = values.len() as f64;
     let var = if whole_batch {
-        let sum: f64 = values.iter().map(|v| v.to_compute().to_f64()).sum();
-        let mean = (C::from_f64(sum) / C::from_f64(n)).to_f64();
+        let widened: Vec<C> = values.iter().map(|v| v.to_compute()).collect();
+        let mean = (torch_sum(&widened) / C::from_f64(n)).to_f64();
         let sum_dx2: f64 = values
             .iter()
             .map(|v| {
@@ -213,6 +213,116 @@ fn sample_std<C: Compute, T: Element<Compute = C>>(values: &[T], whole_batch: bo
         m2 / (n - 1.0)
     };
     C::from_f64(var.sqrt())
+}
+
+/// torch's CPU `sum` of a contiguous tensor in the compute type (`SumKernel.cpp`,
+/// `cascade_sum`, one thread), with 32-byte vectors: 8 lanes of f32, 4 of f64. (torch
+/// registers this kernel for AVX2 and runs that build on AVX-512 CPUs too; its portable build
+/// also uses 32-byte vectors. Measured on an AVX-512 CPU: these widths match torch, 16 and 8
+/// lanes do not.)
+///
+/// Vectors of `LANES` elements are summed lane-wise in 4 interleaved rows, each through a
+/// 4-level cascade of partial sums (`multi_row_sum`); leftover vectors go to row 0; the rows
+/// are added; then the scalar tail and the lanes, in order, are added to 0. Fewer than
+/// `LANES` elements take the same path with 1 lane.
+fn torch_sum<C: Compute>(values: &[C]) -> C {
+    if std::mem::size_of::<C>() == 4 {
+        torch_sum_lanes::<C, 8>(values)
+    } else {
+        torch_sum_lanes::<C, 4>(values)
+    }
+}
+
+fn torch_sum_lanes<C: Compute, const LANES: usize>(values: &[C]) -> C {
+    if values.len() < LANES {
+        let [sum] = row_sum::<C, 1>(values);
+        return C::ZERO + sum;
+    }
+    let (body, tail) = values.split_at(values.len() - values.len() % LANES);
+    let mut acc = C::ZERO;
+    for &x in tail {
+        acc = acc + x;
+    }
+    for lane in row_sum::<C, LANES>(body) {
+        acc = acc + lane;
+    }
+    C::ZERO + acc
+}
+
+fn add_lanes<C: Compute, const L: usize>(acc: &mut [C; L], vector: &[C]) {
+    for (a, &v) in acc.iter_mut().zip(vector) {
+        *a = *a + v;
+    }
+}
+
+/// torch's `row_sum` over vectors of `L` lanes (`values.len()` is a multiple of `L`).
+fn row_sum<C: Compute, const L: usize>(values: &[C]) -> [C; L] {
+    const ILP: usize = 4;
+    let vectors = values.len() / L;
+    let (rows, rest) = values.split_at((vectors / ILP) * ILP * L);
+    let [mut first, second, third, fourth] = multi_row_sum::<C, L>(rows);
+    for vector in rest.chunks_exact(L) {
+        add_lanes(&mut first, vector);
+    }
+    for other in [second, third, fourth] {
+        add_lanes(&mut first, &other);
+    }
+    first
+}
+
+/// torch's `multi_row_sum` with 4 rows: row i is the 4 vectors at `values[4·L·i..]`; each
+/// row's lanes accumulate through 4 levels, a level emptied into the next every
+/// 2^`level_power` rows.
+fn multi_row_sum<C: Compute, const L: usize>(values: &[C]) -> [[C; L]; 4] {
+    const LEVELS: usize = 4;
+    let size = values.len() / (4 * L);
+    let ceil_log2 = if size <= 2 {
+        1
+    } else {
+        u64::BITS - (size as u64 - 1).leading_zeros()
+    };
+    let level_power = (ceil_log2 / 4).max(4);
+    let level_step = 1u64 << level_power;
+    let level_mask = level_step - 1;
+    let mut acc = [[[C::ZERO; L]; 4]; LEVELS];
+    let add_row = |level: &mut [[C; L]; 4], row: &[C]| {
+        for (row_acc, vector) in level.iter_mut().zip(row.chunks_exact(L)) {
+            add_lanes(row_acc, vector);
+        }
+    };
+    let mut rows = values.chunks_exact(4 * L);
+    let mut i: u64 = 0;
+    while i + level_step <= size as u64 {
+        let step = usize::try_from(level_step).unwrap_or(usize::MAX);
+        for row in rows.by_ref().take(step) {
+            if let Some(level0) = acc.first_mut() {
+                add_row(level0, row);
+            }
+            i += 1;
+        }
+        for (j, shift) in (1..LEVELS).zip((1u32..).map(|j| j * level_power)) {
+            let (lower, upper) = acc.split_at_mut(j);
+            if let (Some(lo), Some(up)) = (lower.last_mut(), upper.first_mut()) {
+                for (lo_row, up_row) in lo.iter_mut().zip(up.iter_mut()) {
+                    add_lanes(up_row, lo_row);
+                    *lo_row = [C::ZERO; L];
+                }
+            }
+            if i & level_mask.checked_shl(shift).unwrap_or(0) != 0 {
+                break;
+            }
+        }
+    }
+    let [mut total, level1, level2, level3] = acc;
+    for row in rows {
+        add_row(&mut total, row);
+    }
+    for level in [level1, level2, level3] {
+        for (t, r) in total.iter_mut().zip(&level) {
+            add_lanes(t, r);
+        }
+    }
+    total
 }
 
 fn check_finite(name: &'static str, value: f32) -> Result<()> {
