@@ -260,3 +260,26 @@ fn revisions_cannot_leave_the_cache() {
     std::fs::write(refs.join("nl"), format!("{}\n", "a".repeat(40))).unwrap();
     assert!(find_scheduler_config(&dirs, "org/model", Some("nl")).is_ok());
 }
+
+/// huggingface_hub stores file contents under `blobs/` and links them from the snapshot
+/// (relative symbolic links); the lookup follows them.
+#[cfg(unix)]
+#[test]
+fn snapshot_files_linked_to_blobs_are_followed() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--org--linked");
+    let commit = "c".repeat(40);
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::write(repo.join("blobs").join("0abc"), r#"{"steps_offset": 7}"#).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), &commit).unwrap();
+    let dir = repo.join("snapshots").join(&commit).join("scheduler");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink("../../../blobs/0abc", dir.join("scheduler_config.json")).unwrap();
+    let path = find_scheduler_config(&[cache.path().to_path_buf()], "org/linked", None).unwrap();
+    assert_eq!(DdimConfig::from_file(path).unwrap().steps_offset, 7);
+    // A dangling link is reported as a missing file.
+    std::fs::remove_file(repo.join("blobs").join("0abc")).unwrap();
+    let err = find_scheduler_config(&[cache.path().to_path_buf()], "org/linked", None).unwrap_err();
+    assert!(err.to_string().contains("scheduler_config.json"), "{err}");
+}
