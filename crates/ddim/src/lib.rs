@@ -19,7 +19,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config`; save like `to_json_string` |
+//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
 //! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
