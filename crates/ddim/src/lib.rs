@@ -19,13 +19,15 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config`; save like `to_json_string` |
+//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
 //! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
 //! | [`inverse`] | [`DdimInverseScheduler`]: x₀ → x_T, diffusers' `DDIMInverseScheduler` or the exact mirror of a forward scheduler |
 //! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
+//! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
+//! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
 //!
 //! ## Quick start
 //!
@@ -65,6 +67,8 @@ mod coefficients;
 pub mod config;
 pub mod element;
 pub mod error;
+pub mod guidance;
+pub mod img2img;
 pub mod interpolate;
 pub mod inverse;
 mod kernel;
