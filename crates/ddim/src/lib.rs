@@ -24,6 +24,7 @@
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
+//! | [`policy`] | options beyond diffusers (previous-timestep rule, quad spacing, safe η, DDPM σ̂, zero-SNR guard), diffusers' behaviour by default; custom timesteps; [`DdimScheduler::batch_step_no_noise`] |
 //!
 //! ## Quick start
 //!
@@ -64,6 +65,8 @@ pub mod config;
 pub mod element;
 pub mod error;
 mod kernel;
+mod parallel;
+pub mod policy;
 pub mod schedule;
 mod scheduler;
 mod threshold;
@@ -78,4 +81,5 @@ pub use element::Element;
 pub use error::{Error, Result};
 pub use half;
 pub use kernel::PARALLEL_MIN_LEN;
+pub use policy::{BatchFinalAlpha, EtaPolicy, SpacingOverride, VarianceKind, ZeroSnrGuard};
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};
