@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod eval;
 pub(crate) mod plot;
+pub(crate) mod prev_timestep;
 pub(crate) mod sample;
 pub(crate) mod schedule;
 pub(crate) mod zero_snr;

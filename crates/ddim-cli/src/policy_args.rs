@@ -1,0 +1,119 @@
+//! The options beyond diffusers, shared by `sample`, `eval` and `schedule`: each flag sets one
+//! of the library's `ddim::policy` settings. Defaults are diffusers' behaviour, except the
+//! zero-SNR guard, which the command line turns on (see `--zero-snr-guard`).
+
+use std::str::FromStr;
+
+use ddim::{
+    DdimConfig, DdimScheduler, EtaPolicy, PrevTimestepRule, SpacingOverride, VarianceKind,
+    ZeroSnrGuard,
+};
+
+/// The timesteps to sample at, when not the config's spacing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TimestepsArg {
+    /// The DDIM paper's quadratic spacing with `--steps` timesteps.
+    Quad,
+    /// The caller's list (strictly decreasing, in [0, T)).
+    Custom(Vec<usize>),
+}
+
+impl FromStr for TimestepsArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "quad" {
+            return Ok(Self::Quad);
+        }
+        text.split(',')
+            .map(|t| {
+                t.trim()
+                    .parse::<usize>()
+                    .map_err(|e| format!("`{t}` is not a timestep ({e}); give `quad` or a list"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::Custom)
+    }
+}
+
+/// The options beyond diffusers.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct PolicyArgs {
+    /// How a step finds t_prev: diffusers' `t − T//n` (stride) or the next scheduled timestep.
+    #[arg(long, value_enum, default_value_t = PrevTimestepRule::Stride)]
+    pub(crate) prev_timestep: PrevTimestepRule,
+    /// `quad` (the DDIM paper's quadratic spacing, --steps of them) or a comma-separated list
+    /// of timesteps, strictly decreasing (then --steps is ignored). Either steps along the
+    /// schedule (next-in-schedule). Default: the config's timestep_spacing.
+    #[arg(long, value_name = "quad|T1,T2,...")]
+    pub(crate) timesteps: Option<TimestepsArg>,
+    /// Where 1 − ᾱ_prev − σ_t² < 0 (η > 1): `strict` refuses, `diffusers` gives NaN as
+    /// diffusers does, `clamp-sigma` clamps σ_t to √(1 − ᾱ_prev).
+    #[arg(long, value_enum, default_value_t = EtaPolicy::Strict)]
+    pub(crate) eta_policy: EtaPolicy,
+    /// The noise of a step: DDIM's σ_t(η) or DDPM's larger σ̂_t = η·√(1 − ᾱ_t/ᾱ_prev).
+    #[arg(long, value_enum, default_value_t = VarianceKind::Ddim)]
+    pub(crate) variance: VarianceKind,
+    /// `refuse`: stop before sampling when epsilon prediction meets ᾱ_t = 0 (zero terminal
+    /// SNR), naming the fix; `off`: run anyway, as diffusers (x̂₀ is ±∞ there).
+    #[arg(long, value_enum, default_value_t = ZeroSnrGuard::Refuse)]
+    pub(crate) zero_snr_guard: ZeroSnrGuard,
+}
+
+impl PolicyArgs {
+    /// A scheduler for `config` with these options and its timesteps set (`steps` of them,
+    /// unless `--timesteps` gives a list).
+    pub(crate) fn scheduler(
+        &self,
+        config: DdimConfig,
+        steps: usize,
+    ) -> anyhow::Result<DdimScheduler> {
+        self.scheduler_with(config, steps, self.variance)
+    }
+
+    /// As [`PolicyArgs::scheduler`], with another [`VarianceKind`].
+    pub(crate) fn scheduler_with(
+        &self,
+        config: DdimConfig,
+        steps: usize,
+        variance: VarianceKind,
+    ) -> anyhow::Result<DdimScheduler> {
+        let spacing = match self.timesteps {
+            Some(TimestepsArg::Quad) => SpacingOverride::Quad,
+            _ => SpacingOverride::Config,
+        };
+        let mut scheduler = DdimScheduler::new(config)?
+            .with_prev_timestep_rule(self.prev_timestep)
+            .with_spacing_override(spacing)
+            .with_eta_policy(self.eta_policy)
+            .with_variance_kind(variance)
+            .with_zero_snr_guard(self.zero_snr_guard);
+        match &self.timesteps {
+            Some(TimestepsArg::Custom(list)) => scheduler.set_timesteps_custom(list)?,
+            _ => scheduler.set_timesteps(steps)?,
+        }
+        Ok(scheduler)
+    }
+
+    /// The options that differ from diffusers' behaviour, for titles ("" when none do).
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.prev_timestep != PrevTimestepRule::Stride {
+            parts.push("t_prev next in schedule".to_string());
+        }
+        match &self.timesteps {
+            Some(TimestepsArg::Quad) => parts.push("quad spacing".into()),
+            Some(TimestepsArg::Custom(list)) => {
+                parts.push(format!("{} custom timesteps", list.len()))
+            }
+            None => {}
+        }
+        if self.eta_policy != EtaPolicy::Strict {
+            parts.push(format!("eta policy {:?}", self.eta_policy).to_lowercase());
+        }
+        if self.variance == VarianceKind::DdpmLarger {
+            parts.push("DDPM σ̂".into());
+        }
+        parts.iter().map(|p| format!(", {p}")).collect()
+    }
+}
