@@ -55,12 +55,22 @@ pub(crate) struct PolicyArgs {
     #[arg(long, value_enum, default_value_t = VarianceKind::Ddim)]
     pub(crate) variance: VarianceKind,
     /// `refuse`: stop before sampling when epsilon prediction meets ᾱ_t = 0 (zero terminal
-    /// SNR), naming the fix; `off`: run anyway, as diffusers (x̂₀ is ±∞ there).
-    #[arg(long, value_enum, default_value_t = ZeroSnrGuard::Refuse)]
-    pub(crate) zero_snr_guard: ZeroSnrGuard,
+    /// SNR), naming the fix; `off`: run anyway, as diffusers (x̂₀ is ±∞ there) [default:
+    /// refuse for sample and eval, off for schedule, which only inspects].
+    #[arg(long, value_enum)]
+    pub(crate) zero_snr_guard: Option<ZeroSnrGuard>,
 }
 
 impl PolicyArgs {
+    /// The same options with the zero-SNR guard off unless it was asked for: for commands
+    /// that inspect a schedule rather than sample with it.
+    pub(crate) fn for_inspection(&self) -> Self {
+        Self {
+            zero_snr_guard: Some(self.zero_snr_guard.unwrap_or(ZeroSnrGuard::Off)),
+            ..self.clone()
+        }
+    }
+
     /// A scheduler for `config` with these options and its timesteps set (`steps` of them,
     /// unless `--timesteps` gives a list).
     pub(crate) fn scheduler(
@@ -87,12 +97,18 @@ impl PolicyArgs {
             .with_spacing_override(spacing)
             .with_eta_policy(self.eta_policy)
             .with_variance_kind(variance)
-            .with_zero_snr_guard(self.zero_snr_guard);
-        match &self.timesteps {
-            Some(TimestepsArg::Custom(list)) => scheduler.set_timesteps_custom(list)?,
-            _ => scheduler.set_timesteps(steps)?,
+            .with_zero_snr_guard(self.zero_snr_guard.unwrap_or(ZeroSnrGuard::Refuse));
+        let set = match &self.timesteps {
+            Some(TimestepsArg::Custom(list)) => scheduler.set_timesteps_custom(list),
+            _ => scheduler.set_timesteps(steps),
+        };
+        match set {
+            Ok(()) => Ok(scheduler),
+            Err(e @ ddim::Error::ZeroTerminalSnr { .. }) => Err(anyhow::anyhow!(
+                "{e} (here: --prediction-type v_prediction, or --zero-snr-guard off)"
+            )),
+            Err(e) => Err(e.into()),
         }
-        Ok(scheduler)
     }
 
     /// The options that differ from diffusers' behaviour, for titles ("" when none do).
@@ -115,5 +131,22 @@ impl PolicyArgs {
             parts.push("DDPM σ̂".into());
         }
         parts.iter().map(|p| format!(", {p}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timesteps_parse_as_quad_or_a_list() {
+        assert_eq!("quad".parse(), Ok(TimestepsArg::Quad));
+        assert_eq!(
+            " 999, 500,3".parse(),
+            Ok(TimestepsArg::Custom(vec![999, 500, 3]))
+        );
+        let err = "999,x".parse::<TimestepsArg>().unwrap_err();
+        assert!(err.contains("`x` is not a timestep"), "{err}");
+        assert!("".parse::<TimestepsArg>().is_err());
     }
 }

@@ -50,7 +50,7 @@ impl Row {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let config = args.config.load_and_warn()?;
-    let scheduler = args.policy.scheduler(config, args.steps)?;
+    let scheduler = args.policy.for_inspection().scheduler(config, args.steps)?;
     let rows = scheduler
         .timesteps()
         .iter()
