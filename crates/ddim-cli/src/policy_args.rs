@@ -111,21 +111,26 @@ impl PolicyArgs {
         }
     }
 
-    /// The options that differ from diffusers' behaviour, for titles ("" when none do).
+    /// How the timesteps were chosen, for titles: `quad spacing`, `custom timesteps` or the
+    /// config's `… spacing`.
+    pub(crate) fn spacing_label(&self, config: &DdimConfig) -> String {
+        match &self.timesteps {
+            Some(TimestepsArg::Quad) => "quad spacing".into(),
+            Some(TimestepsArg::Custom(_)) => "custom timesteps".into(),
+            None => format!("{} spacing", config.timestep_spacing),
+        }
+    }
+
+    /// The other options that differ from diffusers' behaviour, for titles ("" when none do).
     pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.prev_timestep != PrevTimestepRule::Stride {
             parts.push("t_prev next in schedule".to_string());
         }
-        match &self.timesteps {
-            Some(TimestepsArg::Quad) => parts.push("quad spacing".into()),
-            Some(TimestepsArg::Custom(list)) => {
-                parts.push(format!("{} custom timesteps", list.len()))
-            }
-            None => {}
-        }
         if self.eta_policy != EtaPolicy::Strict {
-            parts.push(format!("eta policy {:?}", self.eta_policy).to_lowercase());
+            if let Some(v) = clap::ValueEnum::to_possible_value(&self.eta_policy) {
+                parts.push(format!("eta policy {}", v.get_name()));
+            }
         }
         if self.variance == VarianceKind::DdpmLarger {
             parts.push("DDPM σ̂".into());

@@ -40,6 +40,8 @@ pub enum EtaPolicy {
     Diffusers,
     /// σ_t is clamped to √(1 − ᾱ_prev), so the radicand is never negative (a negative rounding
     /// residue is taken as 0): the step puts all the remaining variance into fresh noise.
+    /// With [`VarianceKind::DdpmLarger`] the clamp applies to the σ of the direction
+    /// coefficient; the noise keeps σ̂.
     ClampSigma,
 }
 

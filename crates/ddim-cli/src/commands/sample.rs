@@ -102,10 +102,10 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
 
     let c = scheduler.config();
     let settings = format!(
-        "{} steps, η = {}, {} spacing{}, {}{}, seed {}",
+        "{} steps, η = {}, {}{}, {}{}, seed {}",
         steps,
         args.eta,
-        c.timestep_spacing,
+        args.policy.spacing_label(c),
         args.policy.describe(),
         c.prediction_type,
         if c.rescale_betas_zero_snr {

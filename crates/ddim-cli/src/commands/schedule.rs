@@ -87,9 +87,9 @@ fn write_table(
     let c = scheduler.config();
     writeln!(
         out,
-        "# {} steps, {} spacing{}, {} betas, T = {}, eta = {}{}",
+        "# {} steps, {}{}, {} betas, T = {}, eta = {}{}",
         rows.len(),
-        c.timestep_spacing,
+        args.policy.spacing_label(c),
         args.policy.describe(),
         c.beta_schedule,
         c.num_train_timesteps,
