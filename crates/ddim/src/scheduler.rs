@@ -182,6 +182,14 @@ impl DdimScheduler {
     }
 
     /// Chooses how `step` finds t_prev (default: diffusers' stride rule).
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?
+    ///     .with_prev_timestep_rule(ddim::PrevTimestepRule::NextInSchedule);
+    /// s.set_timesteps(10)?;
+    /// assert_eq!(s.prev_timestep(900)?, Some(800));
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_prev_timestep_rule(mut self, rule: PrevTimestepRule) -> Self {
         self.prev_rule = rule;
         self
@@ -194,6 +202,14 @@ impl DdimScheduler {
 
     /// Chooses where `set_timesteps(n)` takes its timesteps from (default: the config's
     /// spacing). Takes effect at the next `set_timesteps`.
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?
+    ///     .with_spacing_override(ddim::SpacingOverride::Quad);
+    /// s.set_timesteps(10)?;
+    /// assert_eq!(s.timesteps(), ddim::timesteps::quad_timesteps(1000, 0, 10)?);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_spacing_override(mut self, spacing: SpacingOverride) -> Self {
         self.spacing_override = spacing;
         self
@@ -205,6 +221,15 @@ impl DdimScheduler {
     }
 
     /// Chooses what a step does where σ_t² > 1 − ᾱ_prev (default: [`EtaPolicy::Strict`]).
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+    /// s.set_timesteps(10)?;
+    /// assert!(s.step_coefficients(900, 3.0).is_err());
+    /// let s = s.with_eta_policy(ddim::EtaPolicy::Diffusers);
+    /// assert!(s.step_coefficients(900, 3.0)?.direction.is_nan());
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_eta_policy(mut self, policy: EtaPolicy) -> Self {
         self.eta_policy = policy;
         self
@@ -216,6 +241,15 @@ impl DdimScheduler {
     }
 
     /// Chooses σ_t: DDIM's (default) or DDPM's larger σ̂_t.
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?
+    ///     .with_variance_kind(ddim::VarianceKind::DdpmLarger);
+    /// s.set_timesteps(10)?;
+    /// let c = s.step_coefficients(500, 1.0)?;
+    /// assert_eq!(c.std_dev_t, (1.0 - c.alpha_prod_t / c.alpha_prod_t_prev).sqrt());
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_variance_kind(mut self, kind: VarianceKind) -> Self {
         self.variance_kind = kind;
         self
@@ -228,6 +262,17 @@ impl DdimScheduler {
 
     /// Chooses whether `set_timesteps` refuses ε-prediction at ᾱ_t = 0 (default: off, as
     /// diffusers). Takes effect at the next `set_timesteps`.
+    ///
+    /// ```
+    /// let config = ddim::DdimConfig {
+    ///     rescale_betas_zero_snr: true,
+    ///     timestep_spacing: ddim::TimestepSpacing::Linspace,
+    ///     ..ddim::DdimConfig::default()
+    /// };
+    /// let mut s = ddim::DdimScheduler::new(config)?.with_zero_snr_guard(ddim::ZeroSnrGuard::Refuse);
+    /// assert!(matches!(s.set_timesteps(5), Err(ddim::Error::ZeroTerminalSnr { timestep: 999 })));
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_zero_snr_guard(mut self, guard: ZeroSnrGuard) -> Self {
         self.zero_snr_guard = guard;
         self
@@ -240,6 +285,18 @@ impl DdimScheduler {
 
     /// Chooses the final ᾱ of [`batch_step_no_noise`](Self::batch_step_no_noise) (default:
     /// 1, as diffusers' `DDIMParallelScheduler`).
+    ///
+    /// ```
+    /// let config = ddim::DdimConfig { set_alpha_to_one: false, ..ddim::DdimConfig::default() };
+    /// let mut s = ddim::DdimScheduler::new(config)?
+    ///     .with_batch_final_alpha(ddim::BatchFinalAlpha::Config);
+    /// s.set_timesteps(10)?;
+    /// let mut out = [0.0f32; 2];
+    /// s.batch_step_no_noise(&[0.1f32, 0.2], &[0], &[0.5, 0.4], false, &mut out)?;
+    /// let one = s.step(&[0.1f32, 0.2], 0, &[0.5, 0.4], &ddim::StepOptions::default())?;
+    /// assert_eq!(out[..], one.prev_sample[..]);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_batch_final_alpha(mut self, rule: BatchFinalAlpha) -> Self {
         self.batch_final_alpha = rule;
         self
