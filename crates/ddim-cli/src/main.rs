@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config_args;
+mod policy_args;
 
 /// DDIM diffusion sampling with diffusers' numbers: inspect schedules and configs, sample
 /// from built-in exact models, evaluate.

@@ -171,6 +171,27 @@ pub enum Error {
         /// What was missing in each folder searched (same order).
         missing: Vec<String>,
     },
+
+    /// Caller-given timesteps are not a valid schedule (see
+    /// [`DdimScheduler::set_timesteps_custom`](crate::DdimScheduler::set_timesteps_custom)).
+    #[error("invalid custom timesteps: {reason}")]
+    InvalidTimesteps {
+        /// What is wrong, naming the position and value.
+        reason: String,
+    },
+
+    /// ε-prediction on a schedule that reaches ᾱ_t = 0 (zero terminal SNR) divides by
+    /// √ᾱ_t = 0 (refused under [`ZeroSnrGuard::Refuse`](crate::ZeroSnrGuard::Refuse)).
+    #[error(
+        "prediction_type epsilon at timestep {timestep}, where alpha_bar = 0 (zero terminal snr), \
+         divides by sqrt(alpha_bar) = 0: use prediction_type v_prediction with \
+         rescale_betas_zero_snr (the model must be trained for it), or ZeroSnrGuard::Off for \
+         diffusers' behaviour"
+    )]
+    ZeroTerminalSnr {
+        /// The first scheduled timestep with ᾱ_t = 0.
+        timestep: usize,
+    },
 }
 
 fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {

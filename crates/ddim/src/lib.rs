@@ -28,6 +28,7 @@
 //! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
 //! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
 //! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
+//! | [`policy`] | options beyond diffusers (previous-timestep rule, quad spacing, safe η, DDPM σ̂, zero-SNR guard), diffusers' behaviour by default; custom timesteps; [`DdimScheduler::batch_step_no_noise`] |
 //!
 //! ## Quick start
 //!
@@ -72,6 +73,8 @@ pub mod img2img;
 pub mod interpolate;
 pub mod inverse;
 mod kernel;
+mod parallel;
+pub mod policy;
 pub mod schedule;
 mod scheduler;
 mod threshold;
@@ -90,4 +93,5 @@ pub use inverse::{
     DdimInverseConfig, DdimInverseScheduler, InverseConfigWarning, InverseStep, LoadedInverseConfig,
 };
 pub use kernel::PARALLEL_MIN_LEN;
+pub use policy::{BatchFinalAlpha, EtaPolicy, SpacingOverride, VarianceKind, ZeroSnrGuard};
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};

@@ -5,15 +5,29 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::coefficients::StepCoefficients;
 use crate::config::DdimConfig;
+use crate::config::PredictionType;
 use crate::element::{Compute, Element};
 use crate::error::{Error, Result};
 use crate::kernel::{self, UpdateRule, X0Bound};
+use crate::policy::{BatchFinalAlpha, EtaPolicy, SpacingOverride, VarianceKind, ZeroSnrGuard};
 use crate::schedule::NoiseSchedule;
 use crate::threshold;
-use crate::timesteps::inference_timesteps;
+use crate::timesteps::{check_custom_timesteps, inference_timesteps, quad_timesteps};
 
 /// How `step` finds the timestep it steps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// ```
+/// use ddim::{DdimConfig, DdimScheduler, PrevTimestepRule, TimestepSpacing};
+/// let config = DdimConfig { timestep_spacing: TimestepSpacing::Linspace, ..DdimConfig::default() };
+/// let mut s = DdimScheduler::new(config)?;
+/// s.set_timesteps(7)?; // 999, 832, 666, 500, 333, 166, 0
+/// assert_eq!(s.prev_timestep(999)?, Some(857)); // 999 − 1000/7: not scheduled
+/// let s = s.with_prev_timestep_rule(PrevTimestepRule::NextInSchedule);
+/// assert_eq!(s.prev_timestep(999)?, Some(832));
+/// # Ok::<(), ddim::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum PrevTimestepRule {
     /// diffusers' rule, `t_prev = t − ⌊T/n⌋`, whatever the spacing (parity; the default).
@@ -96,7 +110,23 @@ pub struct DdimScheduler {
     final_alpha_cumprod: f32,
     num_inference_steps: Option<usize>,
     timesteps: Vec<usize>,
+    /// Whether the timesteps are diffusers' spacing or ours (quad, custom).
+    source: TimestepSource,
     prev_rule: PrevTimestepRule,
+    spacing_override: SpacingOverride,
+    eta_policy: EtaPolicy,
+    variance_kind: VarianceKind,
+    zero_snr_guard: ZeroSnrGuard,
+    batch_final_alpha: BatchFinalAlpha,
+}
+
+/// Where the current timesteps came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimestepSource {
+    /// A diffusers spacing (or none set yet): the configured [`PrevTimestepRule`] applies.
+    Diffusers,
+    /// Quad or caller-given: no stride exists, `step` goes to the next scheduled timestep.
+    Own,
 }
 
 impl DdimScheduler {
@@ -141,11 +171,25 @@ impl DdimScheduler {
             final_alpha_cumprod,
             num_inference_steps: None,
             timesteps,
+            source: TimestepSource::Diffusers,
             prev_rule: PrevTimestepRule::default(),
+            spacing_override: SpacingOverride::default(),
+            eta_policy: EtaPolicy::default(),
+            variance_kind: VarianceKind::default(),
+            zero_snr_guard: ZeroSnrGuard::default(),
+            batch_final_alpha: BatchFinalAlpha::default(),
         })
     }
 
     /// Chooses how `step` finds t_prev (default: diffusers' stride rule).
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?
+    ///     .with_prev_timestep_rule(ddim::PrevTimestepRule::NextInSchedule);
+    /// s.set_timesteps(10)?;
+    /// assert_eq!(s.prev_timestep(900)?, Some(800));
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
     pub fn with_prev_timestep_rule(mut self, rule: PrevTimestepRule) -> Self {
         self.prev_rule = rule;
         self
@@ -154,6 +198,113 @@ impl DdimScheduler {
     /// The rule `step` uses to find t_prev.
     pub fn prev_timestep_rule(&self) -> PrevTimestepRule {
         self.prev_rule
+    }
+
+    /// Chooses where `set_timesteps(n)` takes its timesteps from (default: the config's
+    /// spacing). Takes effect at the next `set_timesteps`.
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?
+    ///     .with_spacing_override(ddim::SpacingOverride::Quad);
+    /// s.set_timesteps(10)?;
+    /// assert_eq!(s.timesteps(), ddim::timesteps::quad_timesteps(1000, 0, 10)?);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    pub fn with_spacing_override(mut self, spacing: SpacingOverride) -> Self {
+        self.spacing_override = spacing;
+        self
+    }
+
+    /// Where `set_timesteps(n)` takes its timesteps from.
+    pub fn spacing_override(&self) -> SpacingOverride {
+        self.spacing_override
+    }
+
+    /// Chooses what a step does where σ_t² > 1 − ᾱ_prev (default: [`EtaPolicy::Strict`]).
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+    /// s.set_timesteps(10)?;
+    /// assert!(s.step_coefficients(900, 3.0).is_err());
+    /// let s = s.with_eta_policy(ddim::EtaPolicy::Diffusers);
+    /// assert!(s.step_coefficients(900, 3.0)?.direction.is_nan());
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    pub fn with_eta_policy(mut self, policy: EtaPolicy) -> Self {
+        self.eta_policy = policy;
+        self
+    }
+
+    /// What a step does where σ_t² > 1 − ᾱ_prev.
+    pub fn eta_policy(&self) -> EtaPolicy {
+        self.eta_policy
+    }
+
+    /// Chooses σ_t: DDIM's (default) or DDPM's larger σ̂_t.
+    ///
+    /// ```
+    /// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?
+    ///     .with_variance_kind(ddim::VarianceKind::DdpmLarger);
+    /// s.set_timesteps(10)?;
+    /// let c = s.step_coefficients(500, 1.0)?;
+    /// assert_eq!(c.std_dev_t, (1.0 - c.alpha_prod_t / c.alpha_prod_t_prev).sqrt());
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    pub fn with_variance_kind(mut self, kind: VarianceKind) -> Self {
+        self.variance_kind = kind;
+        self
+    }
+
+    /// The kind of σ_t a step uses.
+    pub fn variance_kind(&self) -> VarianceKind {
+        self.variance_kind
+    }
+
+    /// Chooses whether `set_timesteps` refuses ε-prediction at ᾱ_t = 0 (default: off, as
+    /// diffusers). Takes effect at the next `set_timesteps`.
+    ///
+    /// ```
+    /// let config = ddim::DdimConfig {
+    ///     rescale_betas_zero_snr: true,
+    ///     timestep_spacing: ddim::TimestepSpacing::Linspace,
+    ///     ..ddim::DdimConfig::default()
+    /// };
+    /// let mut s = ddim::DdimScheduler::new(config)?.with_zero_snr_guard(ddim::ZeroSnrGuard::Refuse);
+    /// assert!(matches!(s.set_timesteps(5), Err(ddim::Error::ZeroTerminalSnr { timestep: 999 })));
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    pub fn with_zero_snr_guard(mut self, guard: ZeroSnrGuard) -> Self {
+        self.zero_snr_guard = guard;
+        self
+    }
+
+    /// Whether `set_timesteps` refuses ε-prediction at ᾱ_t = 0.
+    pub fn zero_snr_guard(&self) -> ZeroSnrGuard {
+        self.zero_snr_guard
+    }
+
+    /// Chooses the final ᾱ of [`batch_step_no_noise`](Self::batch_step_no_noise) (default:
+    /// 1, as diffusers' `DDIMParallelScheduler`).
+    ///
+    /// ```
+    /// let config = ddim::DdimConfig { set_alpha_to_one: false, ..ddim::DdimConfig::default() };
+    /// let mut s = ddim::DdimScheduler::new(config)?
+    ///     .with_batch_final_alpha(ddim::BatchFinalAlpha::Config);
+    /// s.set_timesteps(10)?;
+    /// let mut out = [0.0f32; 2];
+    /// s.batch_step_no_noise(&[0.1f32, 0.2], &[0], &[0.5, 0.4], false, &mut out)?;
+    /// let one = s.step(&[0.1f32, 0.2], 0, &[0.5, 0.4], &ddim::StepOptions::default())?;
+    /// assert_eq!(out[..], one.prev_sample[..]);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    pub fn with_batch_final_alpha(mut self, rule: BatchFinalAlpha) -> Self {
+        self.batch_final_alpha = rule;
+        self
+    }
+
+    /// The final ᾱ rule of [`batch_step_no_noise`](Self::batch_step_no_noise).
+    pub fn batch_final_alpha(&self) -> BatchFinalAlpha {
+        self.batch_final_alpha
     }
 
     /// The config the scheduler was built from.
@@ -212,15 +363,68 @@ impl DdimScheduler {
     /// # Ok::<(), ddim::Error>(())
     /// ```
     ///
+    /// With [`SpacingOverride::Quad`] the timesteps are
+    /// [`quad_timesteps`](crate::timesteps::quad_timesteps) instead, and `step` then goes to
+    /// the next scheduled timestep whatever the [`PrevTimestepRule`].
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidStepCount`] for `n = 0`, `n > T`, or a `leading` schedule pushed to `T`
-    /// by `steps_offset`.
+    /// [`Error::InvalidStepCount`] for `n = 0`, `n > T`, or a `leading` (or quad) schedule
+    /// pushed to `T` by `steps_offset`; [`Error::ZeroTerminalSnr`] under
+    /// [`ZeroSnrGuard::Refuse`]. On error the scheduler is unchanged.
     pub fn set_timesteps(&mut self, n: usize) -> Result<()> {
         let c = &self.config;
-        self.timesteps =
-            inference_timesteps(c.num_train_timesteps, c.timestep_spacing, c.steps_offset, n)?;
-        self.num_inference_steps = Some(n);
+        let (timesteps, source) = match self.spacing_override {
+            SpacingOverride::Config => (
+                inference_timesteps(c.num_train_timesteps, c.timestep_spacing, c.steps_offset, n)?,
+                TimestepSource::Diffusers,
+            ),
+            SpacingOverride::Quad => (
+                quad_timesteps(c.num_train_timesteps, c.steps_offset, n)?,
+                TimestepSource::Own,
+            ),
+        };
+        self.install(timesteps, source)
+    }
+
+    /// Sets caller-given inference timesteps (e.g. from a paper's schedule). They are used as
+    /// given; `step` goes from each to the next (the last to the final ᾱ), whatever the
+    /// [`PrevTimestepRule`], since no stride describes them. diffusers' `DDIMScheduler` has no
+    /// such method.
+    ///
+    /// ```
+    /// let mut scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+    /// scheduler.set_timesteps_custom(&[999, 700, 300, 0])?;
+    /// assert_eq!(scheduler.prev_timestep(700)?, Some(300));
+    /// assert!(scheduler.set_timesteps_custom(&[10, 20]).is_err());
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTimesteps`] for an empty list, a timestep ≥ T, or a list that is not
+    /// strictly decreasing; [`Error::ZeroTerminalSnr`] under [`ZeroSnrGuard::Refuse`]. On error
+    /// the scheduler is unchanged.
+    pub fn set_timesteps_custom(&mut self, timesteps: &[usize]) -> Result<()> {
+        check_custom_timesteps(self.config.num_train_timesteps, timesteps)?;
+        self.install(timesteps.to_vec(), TimestepSource::Own)
+    }
+
+    fn install(&mut self, timesteps: Vec<usize>, source: TimestepSource) -> Result<()> {
+        if self.zero_snr_guard == ZeroSnrGuard::Refuse
+            && self.config.prediction_type == PredictionType::Epsilon
+        {
+            let ac = &self.schedule.alphas_cumprod;
+            if let Some(&t) = timesteps
+                .iter()
+                .find(|&&t| ac.get(t).is_some_and(|&a| a <= 0.0))
+            {
+                return Err(Error::ZeroTerminalSnr { timestep: t });
+            }
+        }
+        self.num_inference_steps = Some(timesteps.len());
+        self.timesteps = timesteps;
+        self.source = source;
         Ok(())
     }
 
@@ -244,7 +448,11 @@ impl DdimScheduler {
     pub fn prev_timestep(&self, timestep: usize) -> Result<Option<usize>> {
         let n = self.num_inference_steps.ok_or(Error::TimestepsNotSet)?;
         self.check_timestep(timestep)?;
-        match self.prev_rule {
+        let rule = match self.source {
+            TimestepSource::Diffusers => self.prev_rule,
+            TimestepSource::Own => PrevTimestepRule::NextInSchedule,
+        };
+        match rule {
             PrevTimestepRule::Stride => {
                 Ok(timestep.checked_sub(self.config.num_train_timesteps / n))
             }
@@ -271,10 +479,13 @@ impl DdimScheduler {
     /// # Ok::<(), ddim::Error>(())
     /// ```
     ///
+    /// The scheduler's [`VarianceKind`] and [`EtaPolicy`] apply.
+    ///
     /// # Errors
     ///
     /// As [`prev_timestep`](Self::prev_timestep), and [`Error::InvalidStepOption`] for η
-    /// negative or not finite, or so large (η > 1) that σ_t² exceeds 1 − ᾱ_prev.
+    /// negative or not finite, or (under [`EtaPolicy::Strict`]) so large (η > 1) that σ_t²
+    /// exceeds 1 − ᾱ_prev.
     pub fn step_coefficients(&self, timestep: usize, eta: f32) -> Result<StepCoefficients> {
         if !(eta.is_finite() && eta >= 0.0) {
             return Err(Error::InvalidStepOption {
@@ -283,10 +494,39 @@ impl DdimScheduler {
             });
         }
         let prev = self.prev_timestep(timestep)?;
+        self.coefficients_to(timestep, prev, self.final_alpha_cumprod, eta)
+    }
+
+    /// The coefficients of a step from `timestep` (checked in range) to `prev`, or to
+    /// `final_alpha` past the end.
+    pub(crate) fn coefficients_to(
+        &self,
+        timestep: usize,
+        prev: Option<usize>,
+        final_alpha: f32,
+        eta: f32,
+    ) -> Result<StepCoefficients> {
         let ac = &self.schedule.alphas_cumprod;
-        let alpha_prev = prev.map_or(self.final_alpha_cumprod, |p| ac[p]);
-        let c = StepCoefficients::new(timestep, prev, ac[timestep], alpha_prev, eta);
-        if c.direction.is_nan() && !c.variance.is_nan() {
+        let alpha = |t: usize| {
+            ac.get(t).copied().ok_or(Error::TimestepOutOfRange {
+                timestep: i64::try_from(t).unwrap_or(i64::MAX),
+                num_train_timesteps: ac.len(),
+            })
+        };
+        let alpha_prev = match prev {
+            Some(p) => alpha(p)?,
+            None => final_alpha,
+        };
+        let c = StepCoefficients::with_policy(
+            timestep,
+            prev,
+            alpha(timestep)?,
+            alpha_prev,
+            eta,
+            self.variance_kind,
+            self.eta_policy,
+        );
+        if self.eta_policy == EtaPolicy::Strict && c.direction.is_nan() && !c.variance.is_nan() {
             return Err(Error::InvalidStepOption {
                 name: "eta",
                 reason: format!(
@@ -437,13 +677,35 @@ impl DdimScheduler {
             sample.len(),
             pred_original_sample.len(),
         )?;
+        self.update_into(
+            &c,
+            model_output,
+            sample,
+            options,
+            prev_sample,
+            pred_original_sample,
+        );
+        Ok(())
+    }
+
+    /// The fused pass of a step with checked coefficients and buffers (all as long as
+    /// `sample`, the batch size dividing it).
+    pub(crate) fn update_into<T: Element>(
+        &self,
+        c: &StepCoefficients,
+        model_output: &[T],
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+        prev_sample: &mut [T],
+        pred_original_sample: &mut [T],
+    ) {
         if sample.is_empty() {
-            return Ok(());
+            return;
         }
         let config = &self.config;
         let rule = UpdateRule {
             prediction: config.prediction_type,
-            coefficients: &c,
+            coefficients: c,
             bound: if config.clip_sample {
                 X0Bound::Clip(config.clip_sample_range)
             } else {
@@ -462,12 +724,12 @@ impl DdimScheduler {
                 prev_sample,
                 pred_original_sample,
             );
-            return Ok(());
+            return;
         }
         // Thresholding, per item: x̂₀ into its output while the quantile of |x̂₀| is found
         // (with the x_{t_prev} buffer as scratch), then the fused pass with the threshold.
         let per_item = sample.len() / options.batch_size;
-        let k = kernel::scalars(&c, <T::Compute as Compute>::ONE);
+        let k = kernel::scalars(c, <T::Compute as Compute>::ONE);
         let item = |b: usize, p: &mut [T], o: &mut [T]| {
             let range = b * per_item..(b + 1) * per_item;
             let (m, x) = (&model_output[range.clone()], &sample[range.clone()]);
@@ -495,12 +757,11 @@ impl DdimScheduler {
                 .zip(pred_original_sample.par_chunks_exact_mut(per_item))
                 .enumerate()
                 .for_each(|(b, (p, o))| item(b, p, o));
-            return Ok(());
+            return;
         }
         for (b, (p, o)) in items.enumerate() {
             item(b, p, o);
         }
-        Ok(())
     }
 
     /// Forward diffusion q(x_t | x₀): x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε, one timestep per batch

@@ -13,6 +13,9 @@
 //!   is an error from `set_timesteps` naming the timestep and suggesting `trailing`.
 //!
 //! [`diffusers_timesteps`] keeps the raw, bug-compatible output for study and comparison.
+//!
+//! Beyond diffusers: [`quad_timesteps`] (the DDIM paper's quadratic spacing) and
+//! [`check_custom_timesteps`] (for [`DdimScheduler::set_timesteps_custom`](crate::DdimScheduler::set_timesteps_custom)).
 
 use crate::config::TimestepSpacing;
 use crate::error::{Error, Result};
@@ -131,6 +134,104 @@ pub fn inference_timesteps(
     Ok(raw.into_iter().map(|t| t as usize).collect())
 }
 
+/// The DDIM paper's quadratic spacing (`skip_type = "quad"` in the authors' code), exactly `n`
+/// timesteps, descending:
+///
+/// 1. raw_i = ⌊(i·√(0.8·T)/(n − 1))²⌋ + steps_offset, i = 0 … n−1, in f64 as numpy's
+///    `(np.linspace(0, np.sqrt(T * .8), n) ** 2).astype(int)` (the last point is exactly
+///    √(0.8·T); n = 1 gives `[0]`);
+/// 2. de-duplication: ascending, each timestep is raised to one above the previous where
+///    the squares collide (t_i = max(raw_i, t_{i−1} + 1)). The dense small-t end stays as
+///    dense as integers allow; where the raw values are distinct nothing changes.
+///
+/// ```
+/// use ddim::timesteps::quad_timesteps;
+/// assert_eq!(quad_timesteps(1000, 0, 5)?, [800, 450, 200, 50, 0]);
+/// // 20 steps from T = 100: the first squares collide (0, 0, 0, 0, 0, 1, …) and are spread.
+/// let t = quad_timesteps(100, 0, 20)?;
+/// assert_eq!((t.len(), &t[15..]), (20, &[4, 3, 2, 1, 0][..]));
+/// # Ok::<(), ddim::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidStepCount`] for `n = 0`, or when de-duplication (or `steps_offset`) would
+/// push a timestep to `T` or beyond.
+pub fn quad_timesteps(
+    num_train_timesteps: usize,
+    steps_offset: usize,
+    n: usize,
+) -> Result<Vec<usize>> {
+    let refuse = |reason: String| Error::InvalidStepCount {
+        requested: n,
+        reason,
+    };
+    if n == 0 {
+        return Err(refuse("must be at least 1".into()));
+    }
+    let stop = (num_train_timesteps as f64 * 0.8).sqrt();
+    let step = if n > 1 { stop / (n - 1) as f64 } else { 0.0 };
+    let mut out: Vec<usize> = Vec::with_capacity(n);
+    for i in 0..n {
+        let x = if n > 1 && i == n - 1 {
+            stop
+        } else {
+            i as f64 * step
+        };
+        // `astype(int)` truncates; the value is in [0, 0.8·T], so it fits.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let raw = (x * x) as usize + steps_offset;
+        let t = match out.last() {
+            Some(&prev) if raw <= prev => prev + 1,
+            _ => raw,
+        };
+        if t >= num_train_timesteps {
+            return Err(refuse(format!(
+                "quad spacing with steps_offset = {steps_offset} needs timestep {t} after \
+                 de-duplication, outside [0, {num_train_timesteps}); use fewer steps"
+            )));
+        }
+        out.push(t);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Checks caller-given timesteps: non-empty, each in `[0, T)`, strictly decreasing.
+///
+/// ```
+/// use ddim::timesteps::check_custom_timesteps;
+/// check_custom_timesteps(1000, &[999, 500, 20])?;
+/// assert!(check_custom_timesteps(1000, &[500, 500]).is_err());
+/// # Ok::<(), ddim::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidTimesteps`] naming the first offending position and value.
+pub fn check_custom_timesteps(num_train_timesteps: usize, timesteps: &[usize]) -> Result<()> {
+    let refuse = |reason: String| Err(Error::InvalidTimesteps { reason });
+    let Some(&first) = timesteps.first() else {
+        return refuse("the list is empty; give at least one timestep".into());
+    };
+    if first >= num_train_timesteps {
+        return refuse(format!(
+            "timesteps[0] = {first} is outside [0, {num_train_timesteps})"
+        ));
+    }
+    for (i, w) in timesteps.windows(2).enumerate() {
+        if let [a, b] = *w {
+            if b >= a {
+                return refuse(format!(
+                    "must be strictly decreasing, got timesteps[{i}] = {a} then timesteps[{}] = {b}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +296,34 @@ mod tests {
         );
         let err = inference_timesteps(1000, Leading, 1, 1000).unwrap_err();
         assert!(err.to_string().contains("gives timestep 1000"), "{err}");
+    }
+
+    #[test]
+    fn quad_gives_n_decreasing_valid_timesteps_or_an_error() {
+        for t in [1, 2, 37, 100, 1000] {
+            for offset in [0, 1] {
+                for n in 1..=t + 1 {
+                    match quad_timesteps(t, offset, n) {
+                        Ok(ts) => {
+                            assert_eq!(ts.len(), n);
+                            assert!(ts.windows(2).all(|w| w[0] > w[1]), "{t} {n}");
+                            assert!(ts[0] < t);
+                            assert_eq!(ts[n - 1], offset);
+                        }
+                        // Only when there are not n free timesteps above the offset.
+                        Err(e) => assert!(n + offset > t || n == 0, "{t} {offset} {n}: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quad_matches_the_ddim_code_where_squares_are_distinct() {
+        // (np.linspace(0, np.sqrt(1000 * .8), 10) ** 2).astype(int), as numpy 2.3 printed it, reversed.
+        assert_eq!(
+            quad_timesteps(1000, 0, 10).unwrap(),
+            [800, 632, 483, 355, 246, 158, 88, 39, 9, 0]
+        );
     }
 }

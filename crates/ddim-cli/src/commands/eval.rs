@@ -1,12 +1,13 @@
 //! `ddim eval`: experiments on the exact models. `table` is the DDIM paper's Table 1 (η
 //! against the number of steps); `zero-snr` measures the zero-terminal-SNR tips (see
-//! [`super::zero_snr`]).
+//! [`super::zero_snr`]); `prev-timestep` compares diffusers' stride rule with the next
+//! scheduled timestep (see [`super::prev_timestep`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ddim::DdimScheduler;
+use ddim::VarianceKind;
 use ddim_exact::{ddim_sample, Dataset, Evaluator, Metrics};
 use rayon::prelude::*;
 use serde_json::json;
@@ -14,6 +15,7 @@ use serde_json::json;
 use super::plot;
 use super::sample::{check_finite, evaluation_rng, parse_eta, progress_bar, sampling_rng};
 use crate::config_args::ConfigArgs;
+use crate::policy_args::PolicyArgs;
 
 /// Which experiment to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +27,9 @@ pub(crate) enum Experiment {
     /// The DDIM paper's Table 2: x₀ → x_T → x₀ reconstruction error against steps S
     /// (defaults: ring, S = 10,20,50,100,200,500,1000, 500 samples; η is 0).
     Inversion,
+    /// diffusers' t_prev = t − T//n against the next scheduled timestep, for linspace and
+    /// trailing at step counts that do not divide T.
+    PrevTimestep,
 }
 
 /// The metric of the table's cells.
@@ -39,7 +44,7 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
-    fn pick(self, m: &Metrics) -> f64 {
+    pub(crate) fn pick(self, m: &Metrics) -> f64 {
         match self {
             Metric::SlicedW2 => m.sliced_w2,
             Metric::ModeTv => m.mode_tv,
@@ -47,7 +52,7 @@ impl Metric {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Metric::SlicedW2 => "sliced W2 to exact samples (lower is better, down to the floor)",
             Metric::ModeTv => "mode TV distance (lower is better, down to the floor)",
@@ -57,7 +62,7 @@ impl Metric {
         }
     }
 
-    fn short(self) -> &'static str {
+    pub(crate) fn short(self) -> &'static str {
         match self {
             Metric::SlicedW2 => "sliced W₂",
             Metric::ModeTv => "mode TV distance",
@@ -77,6 +82,12 @@ pub(crate) struct Args {
     pub(crate) dataset: Option<Dataset>,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
+    #[command(flatten)]
+    pub(crate) policy: PolicyArgs,
+    /// Add the DDIM paper's σ̂ row to the table: η = 1 with DDPM's larger variance
+    /// σ̂_t = √(1 − ᾱ_t/ᾱ_prev).
+    #[arg(long)]
+    pub(crate) sigma_hat: bool,
     /// The η rows of the table (comma-separated; zero-snr runs η = 0).
     #[arg(
         long,
@@ -132,6 +143,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         Experiment::Table => run_table(args, out),
         Experiment::ZeroSnr => super::zero_snr::run(args, out),
         Experiment::Inversion => super::inversion::run(args, out),
+        Experiment::PrevTimestep => super::prev_timestep::run(args, out),
     }
 }
 
@@ -146,12 +158,22 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     };
     let n = args.samples.unwrap_or(2000);
     let mixture = dataset.mixture();
-    let schedulers = steps
+    // The rows: each η with the chosen σ_t, then (--sigma-hat) η = 1 with DDPM's σ̂.
+    let mut rows: Vec<(f32, VarianceKind)> = args
+        .etas
         .iter()
-        .map(|&s| {
-            let mut scheduler = DdimScheduler::new(config.clone())?;
-            scheduler.set_timesteps(s)?;
-            Ok(scheduler)
+        .map(|&e| (e, args.policy.variance))
+        .collect();
+    if args.sigma_hat {
+        rows.push((1.0, VarianceKind::DdpmLarger));
+    }
+    let schedulers = rows
+        .iter()
+        .map(|&(_, kind)| {
+            steps
+                .iter()
+                .map(|&s| args.policy.scheduler_with(config.clone(), s, kind))
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
@@ -167,23 +189,23 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             Ok((evaluator, floor))
         })
         .collect::<anyhow::Result<_>>()?;
-    let (n_etas, n_steps) = (args.etas.len(), steps.len());
+    let (n_etas, n_steps) = (rows.len(), steps.len());
     let mut tasks: Vec<(usize, usize, usize)> = (0..seeds.len())
         .flat_map(|s| (0..n_etas).flat_map(move |e| (0..n_steps).map(move |k| (s, e, k))))
         .collect();
     // Longest runs first, so the threads finish together.
     tasks.sort_by_key(|&(_, _, k)| std::cmp::Reverse(steps[k]));
-    let total_steps = args.seeds * args.etas.len() as u64 * steps.iter().sum::<usize>() as u64;
+    let total_steps = args.seeds * rows.len() as u64 * steps.iter().sum::<usize>() as u64;
     let bar = progress_bar(total_steps, "steps");
     let values: Vec<((usize, usize, usize), f64)> = tasks
         .par_iter()
         .map(|&(s, e, k)| {
-            let scheduler = &schedulers[k];
+            let scheduler = &schedulers[e][k];
             let x = ddim_sample(
                 &mixture,
                 scheduler,
                 n,
-                args.etas[e],
+                rows[e].0,
                 &mut sampling_rng(seeds[s]),
                 |_, _| bar.inc(1),
             )?;
@@ -193,7 +215,7 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     bar.finish_and_clear();
 
-    let mut cells = vec![vec![Vec::new(); steps.len()]; args.etas.len()];
+    let mut cells = vec![vec![Vec::new(); steps.len()]; rows.len()];
     let mut sorted = values;
     sorted.sort_by_key(|&(key, _)| key);
     for ((_, e, k), v) in sorted {
@@ -207,7 +229,7 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let table = Table {
         dataset,
         metric: args.metric,
-        etas: &args.etas,
+        etas: &rows,
         steps: &steps,
         cells: &cells,
         floor: &floor,
@@ -247,7 +269,8 @@ pub(crate) fn write_chart(
 struct Table<'a> {
     dataset: Dataset,
     metric: Metric,
-    etas: &'a [f32],
+    /// η and σ_t kind of each row.
+    etas: &'a [(f32, VarianceKind)],
     steps: &'a [usize],
     cells: &'a [Vec<Vec<f64>>],
     floor: &'a [f64],
@@ -256,6 +279,14 @@ struct Table<'a> {
 }
 
 impl Table<'_> {
+    /// A row's label: `0.5`, or `σ̂ (η = 1.0)` for DDPM's larger variance.
+    fn label(&(eta, kind): &(f32, VarianceKind)) -> String {
+        match kind {
+            VarianceKind::DdpmLarger => format!("σ̂ (η = {eta:.1})"),
+            _ => format!("{eta:.1}"),
+        }
+    }
+
     fn cell(values: &[f64]) -> String {
         let (m, s) = mean_std(values);
         format!("{m:.4} ± {s:.4}")
@@ -278,7 +309,7 @@ impl Table<'_> {
         writeln!(out, "|---|{}", "---:|".repeat(self.steps.len()))?;
         for (eta, row) in self.etas.iter().zip(self.cells) {
             let cells: Vec<String> = row.iter().map(|v| Self::cell(v)).collect();
-            writeln!(out, "| {eta:.1} | {} |", cells.join(" | "))?;
+            writeln!(out, "| {} | {} |", Self::label(eta), cells.join(" | "))?;
         }
         let floor = Self::cell(self.floor);
         writeln!(
@@ -298,9 +329,10 @@ impl Table<'_> {
             .etas
             .iter()
             .zip(self.cells)
-            .map(|(eta, row)| {
+            .map(|(&(eta, kind), row)| {
                 json!({
                     "eta": eta,
+                    "variance": format!("{kind:?}"),
                     "cells": row.iter().map(|v| summary(v)).collect::<Vec<_>>(),
                 })
             })
@@ -328,7 +360,10 @@ impl Table<'_> {
             .iter()
             .zip(self.cells)
             .map(|(eta, row)| plot::lines::Series {
-                label: format!("η = {eta:.1}"),
+                label: match eta.1 {
+                    VarianceKind::DdpmLarger => format!("σ̂, η = {:.1}", eta.0),
+                    _ => format!("η = {:.1}", eta.0),
+                },
                 points: self
                     .steps
                     .iter()

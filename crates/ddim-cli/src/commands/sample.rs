@@ -4,7 +4,6 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ddim::DdimScheduler;
 use ddim_exact::{ddim_sample, Dataset, Evaluator, Layout, Metrics};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -12,6 +11,7 @@ use rand::SeedableRng;
 
 use super::plot;
 use crate::config_args::ConfigArgs;
+use crate::policy_args::PolicyArgs;
 
 /// Arguments of `ddim sample`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,8 @@ pub(crate) struct Args {
     dataset: Dataset,
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Number of inference steps.
     #[arg(long, short = 'n', default_value_t = 50)]
     steps: usize,
@@ -75,11 +77,11 @@ pub(crate) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = args.config.load_and_warn()?;
-    let mut scheduler = DdimScheduler::new(config)?;
-    scheduler.set_timesteps(args.steps)?;
+    let scheduler = args.policy.scheduler(config, args.steps)?;
+    let steps = scheduler.timesteps().len();
     let mixture = args.dataset.mixture();
 
-    let bar = progress_bar(args.steps as u64, "steps");
+    let bar = progress_bar(steps as u64, "steps");
     let sampling = Instant::now();
     let samples = ddim_sample(
         &mixture,
@@ -100,10 +102,11 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
 
     let c = scheduler.config();
     let settings = format!(
-        "{} steps, η = {}, {} spacing, {}{}, seed {}",
-        args.steps,
+        "{} steps, η = {}, {}{}, {}{}, seed {}",
+        steps,
         args.eta,
-        c.timestep_spacing,
+        args.policy.spacing_label(c),
+        args.policy.describe(),
         c.prediction_type,
         if c.rescale_betas_zero_snr {
             ", zero terminal SNR"

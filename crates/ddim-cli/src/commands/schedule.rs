@@ -7,12 +7,15 @@ use ddim::DdimScheduler;
 use serde_json::json;
 
 use crate::config_args::ConfigArgs;
+use crate::policy_args::PolicyArgs;
 
 /// Arguments of `ddim schedule`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Number of inference steps.
     #[arg(long, short = 'n', default_value_t = 50)]
     steps: usize,
@@ -47,8 +50,7 @@ impl Row {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let config = args.config.load_and_warn()?;
-    let mut scheduler = DdimScheduler::new(config)?;
-    scheduler.set_timesteps(args.steps)?;
+    let scheduler = args.policy.for_inspection().scheduler(config, args.steps)?;
     let rows = scheduler
         .timesteps()
         .iter()
@@ -85,9 +87,10 @@ fn write_table(
     let c = scheduler.config();
     writeln!(
         out,
-        "# {} steps, {} spacing, {} betas, T = {}, eta = {}{}",
-        args.steps,
-        c.timestep_spacing,
+        "# {} steps, {}{}, {} betas, T = {}, eta = {}{}",
+        rows.len(),
+        args.policy.spacing_label(c),
+        args.policy.describe(),
         c.beta_schedule,
         c.num_train_timesteps,
         args.eta,
@@ -146,7 +149,10 @@ fn write_json(
         .collect();
     let doc = json!({
         "config": scheduler.config().to_json_object(),
-        "num_inference_steps": args.steps,
+        "num_inference_steps": rows.len(),
+        "prev_timestep_rule": format!("{:?}", scheduler.prev_timestep_rule()),
+        "eta_policy": format!("{:?}", scheduler.eta_policy()),
+        "variance": format!("{:?}", scheduler.variance_kind()),
         "eta": args.eta,
         "steps": steps,
     });

@@ -1,0 +1,226 @@
+//! The flags of the options beyond diffusers, as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ddim(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ddim"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ddim(args, dir.path());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn timesteps(doc: &serde_json::Value) -> Vec<u64> {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["timestep"].as_u64().unwrap())
+        .collect()
+}
+
+fn runtime_error(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ddim(args, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    text
+}
+
+#[test]
+fn prev_timestep_flag_switches_the_rule() {
+    let base = ["schedule", "--spacing", "linspace", "-n", "7", "--json"];
+    let next = json(&[&base[..], &["--prev-timestep", "next-in-schedule"]].concat());
+    let ts = timesteps(&next);
+    for (i, step) in next["steps"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(step["prev_timestep"].as_u64(), ts.get(i + 1).copied());
+    }
+    let stride = json(&base);
+    let prev = stride["steps"][0]["prev_timestep"].as_u64().unwrap();
+    assert_eq!(prev, ts[0] - 1000 / 7);
+    assert_ne!(Some(prev), ts.get(1).copied());
+}
+
+#[test]
+fn timesteps_flag_takes_quad_or_a_list() {
+    let quad = timesteps(&json(&[
+        "schedule",
+        "--timesteps",
+        "quad",
+        "-n",
+        "12",
+        "--json",
+    ]));
+    assert_eq!(quad.len(), 12);
+    assert!(quad.windows(2).all(|w| w[0] > w[1]));
+    // Denser at small t: the last gap is smaller than the first.
+    assert!(quad[10] - quad[11] < quad[0] - quad[1]);
+    let custom = json(&["schedule", "--timesteps", "999,500,3", "--json"]);
+    assert_eq!(timesteps(&custom), [999, 500, 3]);
+    assert_eq!(custom["steps"][1]["prev_timestep"], 3);
+    let err = runtime_error(&["schedule", "--timesteps", "5,10"]);
+    assert!(err.contains("strictly decreasing"), "{err}");
+    let err = runtime_error(&["schedule", "--timesteps", "1000"]);
+    assert!(err.contains("outside [0, 1000)"), "{err}");
+}
+
+#[test]
+fn eta_policy_flag_refuses_gives_nan_or_clamps() {
+    let err = runtime_error(&["schedule", "-n", "10", "--eta", "3"]);
+    assert!(err.contains("too large"), "{err}");
+    let diffusers = json(&[
+        "schedule",
+        "-n",
+        "10",
+        "--eta",
+        "3",
+        "--eta-policy",
+        "diffusers",
+        "--json",
+    ]);
+    assert_eq!(diffusers["eta_policy"], "Diffusers");
+    let clamped = json(&[
+        "schedule",
+        "-n",
+        "10",
+        "--eta",
+        "3",
+        "--eta-policy",
+        "clamp-sigma",
+        "--json",
+    ]);
+    for step in clamped["steps"].as_array().unwrap() {
+        let sigma = step["sigma"].as_f64().unwrap();
+        let limit = (1.0 - step["alpha_bar_prev"].as_f64().unwrap()).sqrt();
+        assert!(sigma <= limit + 1e-6, "{step}");
+    }
+}
+
+#[test]
+fn zero_snr_guard_stops_epsilon_before_sampling_unless_off() {
+    let args = [
+        "sample",
+        "--samples",
+        "10",
+        "--steps",
+        "5",
+        "--rescale-betas-zero-snr",
+        "true",
+        "--spacing",
+        "trailing",
+        "--clip-sample",
+        "false",
+    ];
+    let err = runtime_error(&args);
+    assert!(
+        err.contains("alpha_bar = 0") && err.contains("--zero-snr-guard off"),
+        "{err}"
+    );
+    // Off: diffusers' behaviour, the samples are not finite (and the sample command says so).
+    let err = runtime_error(&[&args[..], &["--zero-snr-guard", "off"]].concat());
+    assert!(err.contains("not finite"), "{err}");
+}
+
+#[test]
+fn sigma_hat_row_and_variance_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ddim(
+        &[
+            "eval",
+            "--dataset",
+            "ring",
+            "--samples",
+            "100",
+            "--seeds",
+            "2",
+            "--steps",
+            "5",
+            "--etas",
+            "0",
+            "--sigma-hat",
+            "-o",
+            "t.png",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(rows[2].starts_with("| σ̂ (η = 1.0) |"), "{text}");
+    let sampled = ddim(
+        &[
+            "sample",
+            "--samples",
+            "50",
+            "--steps",
+            "5",
+            "--eta",
+            "1",
+            "--variance",
+            "ddpm-larger",
+            "-o",
+            "s.png",
+        ],
+        dir.path(),
+    );
+    assert!(sampled.status.success());
+    assert!(String::from_utf8_lossy(&sampled.stdout).contains("DDPM σ̂"));
+}
+
+#[test]
+fn eval_prev_timestep_prints_both_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ddim(
+        &[
+            "eval",
+            "--experiment",
+            "prev-timestep",
+            "--dataset",
+            "ring",
+            "--samples",
+            "100",
+            "--seeds",
+            "2",
+            "--steps",
+            "7",
+            "--num-train-timesteps",
+            "100",
+            "-o",
+            "p.png",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| linspace | 7 |") && text.contains("| trailing | 7 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RMS distance to the 100-step DDIM solution"),
+        "{text}"
+    );
+    assert!(dir.path().join("p.png").exists());
+}
