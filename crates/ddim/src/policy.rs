@@ -95,12 +95,13 @@ pub enum VarianceKind {
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum ZeroSnrGuard {
-    /// No check: x̂₀ = ±∞ or NaN at ᾱ_t = 0, as in diffusers (the library's default, for
+    /// No check: x̂₀ = ±∞ or NaN at ᾱ_t = 0, as in diffusers (the explicit opt-out, for
     /// parity).
-    #[default]
     Off,
     /// [`Error::ZeroTerminalSnr`](crate::Error::ZeroTerminalSnr) from `set_timesteps` when
-    /// ε-prediction meets a scheduled timestep with ᾱ_t = 0.
+    /// ε-prediction meets a scheduled timestep with ᾱ_t = 0 (the default: diffusers would
+    /// return a NaN or infinite sample there, never a usable one).
+    #[default]
     Refuse,
 }
 

@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{config, Fixtures, Worst};
+use common::{config, parity_scheduler, Fixtures, Worst};
 use ddim::timesteps::{diffusers_timesteps, inference_timesteps};
-use ddim::{DdimScheduler, PredictionType, StepOptions, TimestepSpacing};
+use ddim::{PredictionType, StepOptions, TimestepSpacing};
 use serde_json::Value;
 
 /// A tolerance in ulps of the largest magnitude in the expected tensor: a 1-ulp difference in
@@ -52,7 +52,7 @@ fn schedules_match_diffusers() {
         let cfg = config(&case["config"]);
         let name = case["name"].as_str().unwrap();
         let their_betas = fx.f32(&case["betas"]);
-        let scheduler = match DdimScheduler::new(cfg.clone()) {
+        let scheduler = match parity_scheduler(cfg.clone()) {
             Ok(s) => s,
             Err(e) => {
                 // We refuse β outside [0, 1] (diffusers accepts them and yields NaN); check
@@ -198,7 +198,7 @@ fn variance_matches_diffusers() {
     let fx = Fixtures::load();
     let mut worst = Worst::default();
     for case in fx.section("variance") {
-        let mut scheduler = DdimScheduler::new(config(&case["config"])).unwrap();
+        let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
         let t = usize_of(&case["timestep"]);
         let prev = case["prev_timestep"].as_i64().unwrap();
@@ -263,7 +263,7 @@ fn steps_match_diffusers() {
     let mut residue_values = 0;
     for case in fx.section("step_cases") {
         let id = case["id"].as_str().unwrap();
-        let mut scheduler = DdimScheduler::new(config(&case["config"])).unwrap();
+        let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         let n = usize_of(&case["n"]);
         if let Err(e) = scheduler.set_timesteps(n) {
             // Only leading + steps_offset reaching T (diffusers #10003) is refused.
@@ -374,7 +374,7 @@ fn add_noise_and_velocity_match_diffusers() {
         ("velocity_cases", "sample", "noise"),
     ] {
         for case in fx.section(section) {
-            let Ok(scheduler) = DdimScheduler::new(config(&case["config"])) else {
+            let Ok(scheduler) = parity_scheduler(config(&case["config"])) else {
                 continue; // β outside [0, 1]: refused, checked in schedules_match_diffusers
             };
             let ts: Vec<usize> = case["timesteps"]
@@ -414,7 +414,7 @@ fn full_loops_match_diffusers() {
     for case in fx.section("loops") {
         let id = case["id"].as_str().unwrap();
         assert_eq!(case["model"], "dummy");
-        let mut scheduler = DdimScheduler::new(config(&case["config"])).unwrap();
+        let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
         let timesteps: Vec<usize> = case["timesteps"]
             .as_array()

@@ -234,8 +234,10 @@ fn zero_snr_guard_refuses_epsilon_at_zero_alpha_bar_and_names_the_fix() {
         assert_eq!(s.num_inference_steps(), None);
         assert!(s.set_timesteps_custom(&[999, 500]).is_err());
         s.set_timesteps_custom(&[998, 500]).unwrap();
-        // Off (the default) is diffusers: the schedule is set and x̂₀ is not finite.
-        let mut parity = DdimScheduler::new(zero_snr(spacing, PredictionType::Epsilon)).unwrap();
+        // Off (the explicit opt-out) is diffusers: the schedule is set and x̂₀ is not finite.
+        let mut parity = DdimScheduler::new(zero_snr(spacing, PredictionType::Epsilon))
+            .unwrap()
+            .with_zero_snr_guard(ZeroSnrGuard::Off);
         parity.set_timesteps(10).unwrap();
         let out = parity
             .step(&[0.5f32; 4], 999, &[1.0; 4], &StepOptions::default())

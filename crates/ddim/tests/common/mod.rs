@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use ddim::DdimConfig;
+use ddim::{DdimConfig, DdimScheduler, ZeroSnrGuard};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
 
@@ -175,4 +175,11 @@ impl Worst {
             self.non_finite_mismatches
         );
     }
+}
+
+/// A scheduler with diffusers' behaviour everywhere, including ε-prediction on a zero-SNR
+/// schedule (the library refuses that by default; the fixtures record diffusers' inf/NaN).
+#[allow(dead_code)]
+pub fn parity_scheduler(config: DdimConfig) -> ddim::Result<DdimScheduler> {
+    DdimScheduler::new(config).map(|s| s.with_zero_snr_guard(ZeroSnrGuard::Off))
 }
