@@ -24,6 +24,7 @@
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
+//! | [`rng`] | torch-compatible noise: `torch.Generator('cpu')` bit for bit, a CUDA Philox model, `randn_tensor` latents, `step_with_generator` |
 //!
 //! ## Quick start
 //!
@@ -64,6 +65,7 @@ pub mod config;
 pub mod element;
 pub mod error;
 mod kernel;
+pub mod rng;
 pub mod schedule;
 mod scheduler;
 mod threshold;
