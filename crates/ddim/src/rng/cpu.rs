@@ -23,11 +23,6 @@ pub enum CpuKernel {
     Scalar,
 }
 
-/// Buffers at least this long transform their blocks on rayon's pool (the uniforms are drawn
-/// in order first, so the result does not depend on the threads).
-#[cfg(feature = "rayon")]
-const PARALLEL_MIN_LEN: usize = 1 << 16;
-
 /// `2⁻²⁴` and `2⁻⁵³`: the steps of torch's float and double uniforms.
 const F32_STEP: f32 = 1.0 / 16_777_216.0;
 const F64_STEP: f64 = 1.0 / 9_007_199_254_740_992.0;
@@ -186,12 +181,8 @@ impl TorchCpuGenerator {
             CpuKernel::Avx2 => mathfun::fill_avx2,
             CpuKernel::Scalar => mathfun::fill_scalar,
         };
-        #[cfg(feature = "rayon")]
-        if data.len() >= PARALLEL_MIN_LEN {
-            use rayon::prelude::*;
-            data.par_chunks_mut(1 << 13).for_each(fill);
-            return;
-        }
+        // One thread, as torch (which generates under the generator's lock). Splitting the
+        // blocks over rayon's pool gave no gain on the shared 2-core machine (docs/torch-rng.md).
         fill(data);
     }
 

@@ -18,43 +18,81 @@
 //! −0 into +0 as torch does.
 //!
 //! The FMAs: without the `fma` target feature, `f32::mul_add` is a libm call per operation and
-//! cannot be vectorised. So the AVX2 block first runs with every fma computed in f64
-//! (`a·b` is exact there, the sum is rounded once to f64 and then to f32); that double rounding
-//! differs from a true fma only when the f64 sum lands exactly halfway between two f32 values,
-//! which is detected. A block where that happened (about 2⁻²⁵ of blocks) is recomputed with
-//! `f32::mul_add`. With `-C target-feature=+fma` the true fma is used directly.
+//! cannot be vectorised. So the AVX2 kernel computes each fma in f64 (`a·b` is exact there;
+//! the sum is rounded to f64, then to f32). That double rounding could differ from a true fma
+//! where the f64 sum lands exactly halfway between two f32 values, but the kernel's inputs are
+//! finite (each lane gets one of 2²⁴ uniforms) and on every one of them the result equals the
+//! true fma's: the test `via_f64_is_exact_on_every_input` checks all 2²⁴ (a sampled version
+//! runs by default). With `-C target-feature=+fma` the true fma is used directly. The lanes of
+//! a block go through the kernel together, as arrays, so their dependency chains overlap.
 
 use std::f64::consts::PI;
 
+/// The 8 lanes of a block: lane j pairs value j with value j + 8.
+const W: usize = 8;
+type Lanes = [f32; W];
+
 /// How the kernel's fused multiply-adds are computed.
 trait Fma {
-    /// `a·b + c`, rounded once to f32; sets `flag` when the result may be off.
-    fn fma(a: f32, b: f32, c: f32, flag: &mut u32) -> f32;
+    /// `a·b + c`, rounded once to f32, lane by lane.
+    fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes;
 }
 
-/// The true fma (`f32::mul_add`): exact, never flags.
+/// The true fma (`f32::mul_add`).
 struct Fused;
 
 impl Fma for Fused {
     #[inline(always)]
-    fn fma(a: f32, b: f32, c: f32, _flag: &mut u32) -> f32 {
-        a.mul_add(b, c)
+    fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes {
+        zip3(a, b, c, f32::mul_add)
     }
 }
 
-/// In f64, flagging results that may carry a double-rounding error.
+/// In f64: a·b is exact there (at most 48 significant bits), the sum is rounded to f64 and
+/// then to f32. That double rounding can differ from one fma rounding only when the f64 sum
+/// lands exactly halfway between two f32 values; over the kernel's whole input domain (the
+/// 2²⁴ possible uniforms of each lane) it never changes a result: checked exhaustively by the
+/// test `via_f64_is_exact_on_every_input`.
 struct ViaF64;
 
 impl Fma for ViaF64 {
     #[inline(always)]
     #[allow(clippy::cast_possible_truncation)] // the f64 → f32 rounding is the point
-    fn fma(a: f32, b: f32, c: f32, flag: &mut u32) -> f32 {
-        // a·b has at most 48 significant bits: exact in f64.
-        let s = f64::from(a) * f64::from(b) + f64::from(c);
-        // Halfway between two f32 values: the 29 bits f32 drops are exactly 1000…0.
-        *flag |= u32::from((s.to_bits() & 0x1fff_ffff) == 0x1000_0000);
-        s as f32
+    fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes {
+        zip3(a, b, c, |a, b, c| {
+            (f64::from(a) * f64::from(b) + f64::from(c)) as f32
+        })
     }
+}
+
+// Lane-wise helpers: each is one short loop the compiler unrolls and vectorises; writing the
+// kernel with them keeps the 8 lanes' dependency chains independent (more parallelism than a
+// loop over lanes that runs the whole kernel per lane).
+#[inline(always)]
+fn map(a: Lanes, f: impl Fn(f32) -> f32) -> Lanes {
+    let mut out = a;
+    for v in &mut out {
+        *v = f(*v);
+    }
+    out
+}
+
+#[inline(always)]
+fn zip(a: Lanes, b: Lanes, f: impl Fn(f32, f32) -> f32) -> Lanes {
+    let mut out = a;
+    for (v, &b) in out.iter_mut().zip(&b) {
+        *v = f(*v, b);
+    }
+    out
+}
+
+#[inline(always)]
+fn zip3(a: Lanes, b: Lanes, c: Lanes, f: impl Fn(f32, f32, f32) -> f32) -> Lanes {
+    let mut out = a;
+    for ((v, &b), &c) in out.iter_mut().zip(&b).zip(&c) {
+        *v = f(*v, b, c);
+    }
+    out
 }
 
 // avx_mathfun.h constants, as float32 literals.
@@ -86,84 +124,93 @@ const TWO_PI_F32: f32 = (2.0 * PI) as f32;
 /// smallest normal never acts and is left out).
 #[inline(always)]
 #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // biased exponent ≤ 255
-fn log_ps<F: Fma>(x: f32, flag: &mut u32) -> f32 {
-    let bits = x.to_bits();
-    let exponent = (bits >> 23) as i32 - 127;
-    let m = f32::from_bits((bits & !0x7f80_0000) | 0x3f00_0000); // in [0.5, 1)
-    let below = m < SQRTHF;
-    let mut e = exponent as f32 + 1.0;
-    e -= if below { 1.0 } else { 0.0 };
+fn log_ps<F: Fma>(x: Lanes) -> Lanes {
+    let m = map(x, |x| {
+        f32::from_bits((x.to_bits() & !0x7f80_0000) | 0x3f00_0000)
+    }); // [0.5, 1)
+    let e = zip(x, m, |x, m| {
+        let e = ((x.to_bits() >> 23) as i32 - 127) as f32 + 1.0;
+        e - if m < SQRTHF { 1.0 } else { 0.0 }
+    });
     // x = (m − 1) + m below √½, else m − 1 (+ 0): two roundings, as the vector code does.
-    let mut x = (m - 1.0) + if below { m } else { 0.0 };
-    let z = x * x;
-    let mut y = LOG_P[0];
+    let x = map(m, |m| (m - 1.0) + if m < SQRTHF { m } else { 0.0 });
+    let z = zip(x, x, |a, b| a * b);
+    let mut y = [LOG_P[0]; W];
     for p in &LOG_P[1..] {
-        y = F::fma(y, x, *p, flag);
+        y = F::fma(y, x, [*p; W]);
     }
-    y *= x;
-    y = F::fma(y, z, e * LOG_Q1, flag);
-    y -= z * 0.5;
-    x += y;
-    x + e * LOG_Q2
+    y = zip(y, x, |a, b| a * b);
+    y = F::fma(y, z, map(e, |e| e * LOG_Q1));
+    y = zip(y, z, |y, z| y - z * 0.5);
+    let x = zip(x, y, |x, y| x + y);
+    zip(x, e, |x, e| x + e * LOG_Q2)
 }
 
 /// `sincos256_ps` for x ≥ 0: (sin x, cos x).
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)] // 0 ≤ x·4/π < 9
-fn sincos_ps<F: Fma>(x: f32, flag: &mut u32) -> (f32, f32) {
-    let j = (x * FOPI) as i32; // cvttps: truncation
-    let j = (j + 1) & !1;
-    let y = j as f32;
-    let sin_sign = if j & 4 != 0 { 0x8000_0000u32 } else { 0 };
-    let cos_sign = if !(j - 2) & 4 != 0 { 0x8000_0000u32 } else { 0 };
-    let sin_poly_for_sin = j & 2 == 0;
-    let mut x = F::fma(y, DP1, x, flag);
-    x = F::fma(y, DP2, x, flag);
-    x = F::fma(y, DP3, x, flag);
-    let z = x * x;
-    let mut yc = F::fma(COS_P[0], z, COS_P[1], flag);
-    yc = F::fma(yc, z, COS_P[2], flag);
-    yc *= z;
-    yc = F::fma(yc, z, -(z * 0.5), flag);
-    yc += 1.0;
-    let mut ys = F::fma(SIN_P[0], z, SIN_P[1], flag);
-    ys = F::fma(ys, z, SIN_P[2], flag);
-    ys *= z;
-    ys = F::fma(ys, x, x, flag);
-    let (s, c) = if sin_poly_for_sin { (ys, yc) } else { (yc, ys) };
-    (
-        f32::from_bits(s.to_bits() ^ sin_sign),
-        f32::from_bits(c.to_bits() ^ cos_sign),
-    )
+#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // 0 ≤ j < 2²³
+fn sincos_ps<F: Fma>(x: Lanes) -> (Lanes, Lanes) {
+    // j = cvttps (truncation) of x·4/π ∈ [0, 9), written so that it vectorises (Rust's
+    // saturating `as i32` does not): t = q + 2²³ rounds q to the nearest integer, held in
+    // t's low mantissa bits; one less where that rounded up. Then j = (j + 1) & ~1.
+    let mut j = [0i32; W];
+    for (j, &x) in j.iter_mut().zip(&x) {
+        let q = x * FOPI;
+        let t = q + 8_388_608.0;
+        let nearest = (t.to_bits() & 0x7f_ffff) as i32;
+        *j = ((nearest - i32::from(t - 8_388_608.0 > q)) + 1) & !1;
+    }
+    let mut y = [0f32; W];
+    for (y, &j) in y.iter_mut().zip(&j) {
+        *y = j as f32;
+    }
+    // y ≤ 8 is a 4-bit integer and DP1, DP2 have 8 and 12 significant bits: those products
+    // are exact, so the fused and the plain multiply-add are the same rounding.
+    let x = zip(y, x, |y, x| y * DP1 + x);
+    let x = zip(y, x, |y, x| y * DP2 + x);
+    let x = F::fma(y, [DP3; W], x);
+    let z = zip(x, x, |a, b| a * b);
+    let mut yc = F::fma([COS_P[0]; W], z, [COS_P[1]; W]);
+    yc = F::fma(yc, z, [COS_P[2]; W]);
+    yc = zip(yc, z, |a, b| a * b);
+    yc = F::fma(yc, z, map(z, |z| -(z * 0.5)));
+    yc = map(yc, |v| v + 1.0);
+    let mut ys = F::fma([SIN_P[0]; W], z, [SIN_P[1]; W]);
+    ys = F::fma(ys, z, [SIN_P[2]; W]);
+    ys = zip(ys, z, |a, b| a * b);
+    ys = F::fma(ys, x, x);
+    let (mut sin, mut cos) = ([0f32; W], [0f32; W]);
+    for ((((s, c), &j), &ys), &yc) in sin.iter_mut().zip(&mut cos).zip(&j).zip(&ys).zip(&yc) {
+        let sin_sign = if j & 4 != 0 { 0x8000_0000u32 } else { 0 };
+        let cos_sign = if !(j - 2) & 4 != 0 { 0x8000_0000u32 } else { 0 };
+        let (a, b) = if j & 2 == 0 { (ys, yc) } else { (yc, ys) };
+        *s = f32::from_bits(a.to_bits() ^ sin_sign);
+        *c = f32::from_bits(b.to_bits() ^ cos_sign);
+    }
+    (sin, cos)
 }
 
-/// One block through the AVX2 kernel's arithmetic, with fma strategy `F`; returns the flags.
+/// Box–Muller with the AVX2 kernel's arithmetic on one block (a: lanes 0–7, b: lanes 8–15),
+/// fma strategy `F`.
 #[inline(always)]
-fn block_avx2<F: Fma>(d: &mut [f32; 16]) -> u32 {
-    let mut flag = 0u32;
-    let (lo, hi) = d.split_at_mut(8);
-    for (a, b) in lo.iter_mut().zip(hi.iter_mut()) {
-        let radius = (-2.0 * log_ps::<F>(1.0 - *a, &mut flag)).sqrt();
-        let (s, c) = sincos_ps::<F>(TWO_PI_F32 * *b, &mut flag);
-        *a = radius * c + 0.0;
-        *b = radius * s + 0.0;
-    }
-    flag
+fn block_avx2<F: Fma>(a: &mut [f32], b: &mut [f32]) {
+    let (mut lo, mut hi) = ([0f32; W], [0f32; W]);
+    lo.copy_from_slice(a);
+    hi.copy_from_slice(b);
+    let radius = map(log_ps::<F>(map(lo, |u| 1.0 - u)), |l| (-2.0 * l).sqrt());
+    let (sin, cos) = sincos_ps::<F>(map(hi, |u| TWO_PI_F32 * u));
+    a.copy_from_slice(&zip(radius, cos, |r, c| r * c + 0.0));
+    b.copy_from_slice(&zip(radius, sin, |r, s| r * s + 0.0));
 }
 
 /// The AVX2 kernel on every 16-block of `data` (`data.len()` a multiple of 16).
 pub(crate) fn fill_avx2(data: &mut [f32]) {
-    for chunk in data.chunks_exact_mut(16) {
-        if let Ok(block) = <&mut [f32; 16]>::try_from(chunk) {
-            if cfg!(target_feature = "fma") {
-                block_avx2::<Fused>(block);
-            } else {
-                let input = *block;
-                if block_avx2::<ViaF64>(block) != 0 {
-                    *block = input;
-                    block_avx2::<Fused>(block);
-                }
-            }
+    for block in data.chunks_exact_mut(16) {
+        let (a, b) = block.split_at_mut(W);
+        if cfg!(target_feature = "fma") {
+            block_avx2::<Fused>(a, b);
+        } else {
+            block_avx2::<ViaF64>(a, b);
         }
     }
 }
@@ -237,23 +284,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn f64_emulated_fma_agrees_with_the_fused_one_when_unflagged() {
-        // Random blocks: the fast path (when it does not flag) equals the exact one.
-        let mut state = 12345u32;
-        for _ in 0..2000 {
-            let mut block = [0f32; 16];
-            for v in &mut block {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                *v = (state >> 8) as f32 / (1u32 << 24) as f32;
+    /// `ViaF64` against the true fma on every `stride`-th of the 2²⁴ uniforms a lane can get
+    /// (u = k·2⁻²⁴): the log of 1 − u and the sine and cosine of 2π·u.
+    fn check_via_f64(stride: u32) -> usize {
+        let mut checked = 0;
+        let mut k = 0u32;
+        while k < 1 << 24 {
+            let mut u = [0f32; W];
+            for (i, v) in (0u32..).zip(u.iter_mut()) {
+                *v = ((k + i * stride) & 0xff_ffff) as f32 / 16_777_216.0;
             }
-            let (mut fast, mut exact) = (block, block);
-            let flagged = block_avx2::<ViaF64>(&mut fast) != 0;
-            block_avx2::<Fused>(&mut exact);
-            if !flagged {
-                assert_eq!(fast.map(f32::to_bits), exact.map(f32::to_bits));
-            }
+            let u1 = map(u, |u| 1.0 - u);
+            let theta = map(u, |u| TWO_PI_F32 * u);
+            let (fast, exact) = (log_ps::<ViaF64>(u1), log_ps::<Fused>(u1));
+            assert_eq!(
+                fast.map(f32::to_bits),
+                exact.map(f32::to_bits),
+                "log at {u:?}"
+            );
+            let (fast, exact) = (sincos_ps::<ViaF64>(theta), sincos_ps::<Fused>(theta));
+            assert_eq!(
+                fast.0.map(f32::to_bits),
+                exact.0.map(f32::to_bits),
+                "sin at {u:?}"
+            );
+            assert_eq!(
+                fast.1.map(f32::to_bits),
+                exact.1.map(f32::to_bits),
+                "cos at {u:?}"
+            );
+            checked += W;
+            k += W as u32 * stride;
         }
+        checked
+    }
+
+    #[test]
+    fn via_f64_is_exact_on_sampled_inputs() {
+        assert!(check_via_f64(97) > 170_000);
+    }
+
+    /// The whole domain (16.7 M inputs; ~2 s in release, minutes in a debug build):
+    /// `cargo test -p ddim --release --lib -- --ignored via_f64_is_exact_on_every_input`.
+    #[test]
+    #[ignore = "exhaustive: run in release"]
+    fn via_f64_is_exact_on_every_input() {
+        assert_eq!(check_via_f64(1), 1 << 24);
     }
 
     #[test]
