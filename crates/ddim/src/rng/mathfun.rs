@@ -120,41 +120,40 @@ const COS_P: [f32; 3] = [2.443_315_7e-5, -0.001_388_731_6, 0.041_666_646];
 #[allow(clippy::cast_possible_truncation)] // rounding 2π to f32 is what torch does
 const TWO_PI_F32: f32 = (2.0 * PI) as f32;
 
-/// `log256_ps` for x in (0, 1] (u₁ = 1 − u ≥ 2⁻²⁴ is always normal, so its clamp to the
-/// smallest normal never acts and is left out).
+/// The radius √(−2·`log256_ps`(1 − u)) of lanes `lo` and `sincos256_ps`(2π·u₂) of lanes `hi`:
+/// (radius, sin θ, cos θ).
+///
+/// The two are independent; their steps are interleaved (the log's nine-step Horner chain is
+/// the long one) so that the processor overlaps them. The operations and their order within
+/// each are exactly `avx_mathfun.h`'s:
+///
+/// * log, x ∈ (0, 1] (u₁ = 1 − u ≥ 2⁻²⁴ is always normal, so the clamp to the smallest normal
+///   never acts and is left out): x = m·2^e with m ∈ [0.5, 1); below √½, e −= 1 and
+///   x = (m − 1) + m, else x = m − 1; z = x²; y = Horner(P, x) with fused steps; y = y·x;
+///   y = fma(y, z, e·q₁); y −= z/2; log = (x + y) + e·q₂.
+/// * sincos, θ ≥ 0: j = trunc(θ·4/π), j = (j + 1) & ~1, x = θ − j·(DP1 + DP2 + DP3) (fused
+///   steps), z = x²; the cosine and sine polynomials; swap and signs from j's bits 1 and 2.
 #[inline(always)]
-#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // biased exponent ≤ 255
-fn log_ps<F: Fma>(x: Lanes) -> Lanes {
-    let m = map(x, |x| {
+#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // exponent ≤ 255, j < 2²³
+fn radius_sin_cos<F: Fma>(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
+    // log prologue.
+    let u1 = map(lo, |u| 1.0 - u);
+    let m = map(u1, |x| {
         f32::from_bits((x.to_bits() & !0x7f80_0000) | 0x3f00_0000)
-    }); // [0.5, 1)
-    let e = zip(x, m, |x, m| {
+    });
+    let e = zip(u1, m, |x, m| {
         let e = ((x.to_bits() >> 23) as i32 - 127) as f32 + 1.0;
         e - if m < SQRTHF { 1.0 } else { 0.0 }
     });
-    // x = (m − 1) + m below √½, else m − 1 (+ 0): two roundings, as the vector code does.
-    let x = map(m, |m| (m - 1.0) + if m < SQRTHF { m } else { 0.0 });
-    let z = zip(x, x, |a, b| a * b);
-    let mut y = [LOG_P[0]; W];
-    for p in &LOG_P[1..] {
-        y = F::fma(y, x, [*p; W]);
-    }
-    y = zip(y, x, |a, b| a * b);
-    y = F::fma(y, z, map(e, |e| e * LOG_Q1));
-    y = zip(y, z, |y, z| y - z * 0.5);
-    let x = zip(x, y, |x, y| x + y);
-    zip(x, e, |x, e| x + e * LOG_Q2)
-}
-
-/// `sincos256_ps` for x ≥ 0: (sin x, cos x).
-#[inline(always)]
-#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // 0 ≤ j < 2²³
-fn sincos_ps<F: Fma>(x: Lanes) -> (Lanes, Lanes) {
-    // j = cvttps (truncation) of x·4/π ∈ [0, 9), written so that it vectorises (Rust's
-    // saturating `as i32` does not): t = q + 2²³ rounds q to the nearest integer, held in
-    // t's low mantissa bits; one less where that rounded up. Then j = (j + 1) & ~1.
+    // Two roundings, as the vector code does.
+    let lx = map(m, |m| (m - 1.0) + if m < SQRTHF { m } else { 0.0 });
+    let lz = zip(lx, lx, |a, b| a * b);
+    // sincos prologue. j = cvttps (truncation) of θ·4/π ∈ [0, 9), written so that it
+    // vectorises (Rust's saturating `as i32` does not): t = q + 2²³ rounds q to the nearest
+    // integer, held in t's low mantissa bits; one less where that rounded up.
+    let theta = map(hi, |u| TWO_PI_F32 * u);
     let mut j = [0i32; W];
-    for (j, &x) in j.iter_mut().zip(&x) {
+    for (j, &x) in j.iter_mut().zip(&theta) {
         let q = x * FOPI;
         let t = q + 8_388_608.0;
         let nearest = (t.to_bits() & 0x7f_ffff) as i32;
@@ -166,19 +165,35 @@ fn sincos_ps<F: Fma>(x: Lanes) -> (Lanes, Lanes) {
     }
     // y ≤ 8 is a 4-bit integer and DP1, DP2 have 8 and 12 significant bits: those products
     // are exact, so the fused and the plain multiply-add are the same rounding.
-    let x = zip(y, x, |y, x| y * DP1 + x);
-    let x = zip(y, x, |y, x| y * DP2 + x);
-    let x = F::fma(y, [DP3; W], x);
-    let z = zip(x, x, |a, b| a * b);
+    let sx = zip(y, theta, |y, x| y * DP1 + x);
+    let sx = zip(y, sx, |y, x| y * DP2 + x);
+    // Interleaved: the log's Horner steps (ly) with the sine and cosine polynomials.
+    let mut ly = F::fma([LOG_P[0]; W], lx, [LOG_P[1]; W]);
+    let sx = F::fma(y, [DP3; W], sx);
+    let z = zip(sx, sx, |a, b| a * b);
+    ly = F::fma(ly, lx, [LOG_P[2]; W]);
     let mut yc = F::fma([COS_P[0]; W], z, [COS_P[1]; W]);
-    yc = F::fma(yc, z, [COS_P[2]; W]);
-    yc = zip(yc, z, |a, b| a * b);
-    yc = F::fma(yc, z, map(z, |z| -(z * 0.5)));
-    yc = map(yc, |v| v + 1.0);
     let mut ys = F::fma([SIN_P[0]; W], z, [SIN_P[1]; W]);
+    ly = F::fma(ly, lx, [LOG_P[3]; W]);
+    yc = F::fma(yc, z, [COS_P[2]; W]);
     ys = F::fma(ys, z, [SIN_P[2]; W]);
+    ly = F::fma(ly, lx, [LOG_P[4]; W]);
+    yc = zip(yc, z, |a, b| a * b);
     ys = zip(ys, z, |a, b| a * b);
-    ys = F::fma(ys, x, x);
+    yc = F::fma(yc, z, map(z, |z| -(z * 0.5)));
+    ys = F::fma(ys, sx, sx);
+    ly = F::fma(ly, lx, [LOG_P[5]; W]);
+    yc = map(yc, |v| v + 1.0);
+    ly = F::fma(ly, lx, [LOG_P[6]; W]);
+    ly = F::fma(ly, lx, [LOG_P[7]; W]);
+    ly = F::fma(ly, lx, [LOG_P[8]; W]);
+    // log epilogue.
+    ly = zip(ly, lx, |a, b| a * b);
+    ly = F::fma(ly, lz, map(e, |e| e * LOG_Q1));
+    ly = zip(ly, lz, |y, z| y - z * 0.5);
+    let log = zip(zip(lx, ly, |x, y| x + y), e, |x, e| x + e * LOG_Q2);
+    let radius = map(log, |l| (-2.0 * l).sqrt());
+    // sincos epilogue: pick the polynomials and signs (sign-bit XOR).
     let (mut sin, mut cos) = ([0f32; W], [0f32; W]);
     for ((((s, c), &j), &ys), &yc) in sin.iter_mut().zip(&mut cos).zip(&j).zip(&ys).zip(&yc) {
         let sin_sign = if j & 4 != 0 { 0x8000_0000u32 } else { 0 };
@@ -187,18 +202,17 @@ fn sincos_ps<F: Fma>(x: Lanes) -> (Lanes, Lanes) {
         *s = f32::from_bits(a.to_bits() ^ sin_sign);
         *c = f32::from_bits(b.to_bits() ^ cos_sign);
     }
-    (sin, cos)
+    (radius, sin, cos)
 }
 
 /// Box–Muller with the AVX2 kernel's arithmetic on one block (a: lanes 0–7, b: lanes 8–15),
-/// fma strategy `F`.
+/// fma strategy `F`: a ← r·cos θ, b ← r·sin θ (each `fma(·, 1, 0)`, i.e. + 0).
 #[inline(always)]
 fn block_avx2<F: Fma>(a: &mut [f32], b: &mut [f32]) {
     let (mut lo, mut hi) = ([0f32; W], [0f32; W]);
     lo.copy_from_slice(a);
     hi.copy_from_slice(b);
-    let radius = map(log_ps::<F>(map(lo, |u| 1.0 - u)), |l| (-2.0 * l).sqrt());
-    let (sin, cos) = sincos_ps::<F>(map(hi, |u| TWO_PI_F32 * u));
+    let (radius, sin, cos) = radius_sin_cos::<F>(lo, hi);
     a.copy_from_slice(&zip(radius, cos, |r, c| r * c + 0.0));
     b.copy_from_slice(&zip(radius, sin, |r, s| r * s + 0.0));
 }
@@ -285,7 +299,8 @@ mod tests {
     }
 
     /// `ViaF64` against the true fma on every `stride`-th of the 2²⁴ uniforms a lane can get
-    /// (u = k·2⁻²⁴): the log of 1 − u and the sine and cosine of 2π·u.
+    /// (u = k·2⁻²⁴): the radius from 1 − u and the sine and cosine of 2π·u. (Each output lane
+    /// is r(u₁)·cos θ(u₂) or r(u₁)·sin θ(u₂), so equal parts give equal outputs for all pairs.)
     fn check_via_f64(stride: u32) -> usize {
         let mut checked = 0;
         let mut k = 0u32;
@@ -294,25 +309,18 @@ mod tests {
             for (i, v) in (0u32..).zip(u.iter_mut()) {
                 *v = ((k + i * stride) & 0xff_ffff) as f32 / 16_777_216.0;
             }
-            let u1 = map(u, |u| 1.0 - u);
-            let theta = map(u, |u| TWO_PI_F32 * u);
-            let (fast, exact) = (log_ps::<ViaF64>(u1), log_ps::<Fused>(u1));
-            assert_eq!(
-                fast.map(f32::to_bits),
-                exact.map(f32::to_bits),
-                "log at {u:?}"
+            let (fast, exact) = (
+                radius_sin_cos::<ViaF64>(u, u),
+                radius_sin_cos::<Fused>(u, u),
             );
-            let (fast, exact) = (sincos_ps::<ViaF64>(theta), sincos_ps::<Fused>(theta));
-            assert_eq!(
-                fast.0.map(f32::to_bits),
-                exact.0.map(f32::to_bits),
-                "sin at {u:?}"
-            );
-            assert_eq!(
-                fast.1.map(f32::to_bits),
-                exact.1.map(f32::to_bits),
-                "cos at {u:?}"
-            );
+            let names = ["radius", "sin", "cos"];
+            for ((f, e), name) in [fast.0, fast.1, fast.2]
+                .iter()
+                .zip([exact.0, exact.1, exact.2])
+                .zip(names)
+            {
+                assert_eq!(f.map(f32::to_bits), e.map(f32::to_bits), "{name} at {u:?}");
+            }
             checked += W;
             k += W as u32 * stride;
         }
