@@ -8,7 +8,8 @@ the work; it is set with --threads (default 1) and printed.
 
     tools/.venv/bin/python tools/bench/bench_torch_randn.py [--threads N] [--json PATH]
 
-Reports per shape the median and the minimum over repeats of (batch time / K).
+Like divan (`cargo bench`), it times single calls: 100 samples of one call each after a
+warm-up, and reports the median, the fastest and the mean.
 """
 
 from __future__ import annotations
@@ -23,43 +24,38 @@ import torch
 SHAPES = [(1, 4, 64, 64), (16, 4, 128, 128)]
 
 
-def bench(shape, target_s: float) -> dict:
+def bench(shape, samples: int) -> dict:
     buf = torch.empty(shape, dtype=torch.float32)
 
     def call():
         g = torch.Generator().manual_seed(42)
         torch.randn(shape, generator=g, out=buf)
 
-    for _ in range(3):
+    for _ in range(5):
         call()
-    t0 = time.perf_counter()
-    call()
-    one = max(time.perf_counter() - t0, 1e-7)
-    k = max(1, int(target_s / 15 / one))
     times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        for _ in range(k):
-            call()
-        times.append((time.perf_counter() - t0) / k)
+    for _ in range(samples):
+        t0 = time.perf_counter_ns()
+        call()
+        times.append((time.perf_counter_ns() - t0) / 1e3)
     return {
         "shape": list(shape),
         "elements": buf.numel(),
-        "us_median": statistics.median(times) * 1e6,
-        "us_min": min(times) * 1e6,
-        "calls_per_repeat": k,
-        "repeats": len(times),
+        "us_median": statistics.median(times),
+        "us_min": min(times),
+        "us_mean": statistics.fmean(times),
+        "samples": samples,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--target", type=float, default=2.0, help="seconds of timing per shape")
+    ap.add_argument("--samples", type=int, default=100, help="timed calls per shape (default 100)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [bench(s, args.target) for s in SHAPES]
+    rows = [bench(s, args.samples) for s in SHAPES]
     out = {
         "implementation": f"torch {torch.__version__} CPU randn",
         "threads": torch.get_num_threads(),
@@ -68,7 +64,7 @@ def main() -> None:
     }
     for r in rows:
         print(f"torch randn {'x'.join(map(str, r['shape'])):>14}: median {r['us_median']:10.1f} us, "
-              f"min {r['us_min']:10.1f} us  ({out['threads']} thread(s), {out['cpu_capability']})")
+              f"fastest {r['us_min']:10.1f} us, mean {r['us_mean']:10.1f} us  ({out['threads']} thread(s), {out['cpu_capability']})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

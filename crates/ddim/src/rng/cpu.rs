@@ -23,6 +23,9 @@ pub enum CpuKernel {
     Scalar,
 }
 
+/// Values drawn and transformed at a time by the float32 path (16 KiB: stays in L1).
+const CHUNK: usize = 4096;
+
 /// `2⁻²⁴` and `2⁻⁵³`: the steps of torch's float and double uniforms.
 const F32_STEP: f32 = 1.0 / 16_777_216.0;
 const F64_STEP: f64 = 1.0 / 9_007_199_254_740_992.0;
@@ -227,11 +230,16 @@ impl NoiseGenerator for TorchCpuGenerator {
             self.small(out, |v| v as f32);
             return;
         }
-        self.mt.fill_map(out, uniform_f32);
-        let whole = n - n % 16;
-        if let Some(blocks) = out.get_mut(..whole) {
-            self.transform_f32(blocks);
+        // The n uniforms, then every whole 16-block transformed in place; done a cache-sized
+        // chunk at a time (chunks are multiples of 16, so blocks never straddle two).
+        for chunk in out.chunks_mut(CHUNK) {
+            self.mt.fill_map(chunk, uniform_f32);
+            let whole = chunk.len() - chunk.len() % 16;
+            if let Some(blocks) = chunk.get_mut(..whole) {
+                self.transform_f32(blocks);
+            }
         }
+        let whole = n - n % 16;
         if whole < n {
             let mut tail = [0f32; 16];
             self.mt.fill_map(&mut tail, uniform_f32);
