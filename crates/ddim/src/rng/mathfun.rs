@@ -22,7 +22,7 @@
 //! the sum is rounded to f64, then to f32). That double rounding could differ from a true fma
 //! where the f64 sum lands exactly halfway between two f32 values, but the kernel's inputs are
 //! finite (each lane gets one of 2²⁴ uniforms) and on every one of them the result equals the
-//! true fma's: the test `via_f64_is_exact_on_every_input` checks all 2²⁴ (a sampled version
+//! true fma's: the test `wide_fma_is_exact_on_every_input` checks all 2²⁴ (a sampled version
 //! runs by default). With `-C target-feature=+fma` the true fma is used directly. The lanes of
 //! a block go through the kernel together, as arrays, so their dependency chains overlap.
 
@@ -32,37 +32,57 @@ use std::f64::consts::PI;
 const W: usize = 8;
 type Lanes = [f32; W];
 
-/// How the kernel's fused multiply-adds are computed.
-trait Fma {
-    /// `a·b + c`, rounded once to f32, lane by lane.
-    fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes;
+/// The true fma, lane by lane (`f32::mul_add`): a·b + c rounded once.
+#[inline(always)]
+fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes {
+    zip3(a, b, c, f32::mul_add)
 }
 
-/// The true fma (`f32::mul_add`).
-struct Fused;
+/// Lanes holding f32 values as f64 (exactly), for the portable kernel.
+type Wide = [f64; W];
 
-impl Fma for Fused {
-    #[inline(always)]
-    fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes {
-        zip3(a, b, c, f32::mul_add)
+#[inline(always)]
+fn widen(a: Lanes) -> Wide {
+    let mut out = [0f64; W];
+    for (o, &a) in out.iter_mut().zip(&a) {
+        *o = f64::from(a);
     }
+    out
 }
 
-/// In f64: a·b is exact there (at most 48 significant bits), the sum is rounded to f64 and
-/// then to f32. That double rounding can differ from one fma rounding only when the f64 sum
-/// lands exactly halfway between two f32 values; over the kernel's whole input domain (the
-/// 2²⁴ possible uniforms of each lane) it never changes a result: checked exhaustively by the
-/// test `via_f64_is_exact_on_every_input`.
-struct ViaF64;
-
-impl Fma for ViaF64 {
-    #[inline(always)]
-    #[allow(clippy::cast_possible_truncation)] // the f64 → f32 rounding is the point
-    fn fma(a: Lanes, b: Lanes, c: Lanes) -> Lanes {
-        zip3(a, b, c, |a, b, c| {
-            (f64::from(a) * f64::from(b) + f64::from(c)) as f32
-        })
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the values are f32 values: exact
+fn narrow(a: Wide) -> Lanes {
+    let mut out = [0f32; W];
+    for (o, &a) in out.iter_mut().zip(&a) {
+        *o = a as f32;
     }
+    out
+}
+
+/// The fma in f64: a·b is exact there (at most 48 significant bits), the sum is rounded to
+/// f64 and then to f32 (the result is kept widened). That double rounding could differ from
+/// one fma rounding only where the f64 sum lands exactly halfway between two f32 values; over
+/// the kernel's whole input domain it never does (see the module docs).
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the f64 → f32 rounding is the point
+fn fma_wide(a: Wide, b: Wide, c: Wide) -> Wide {
+    let mut out = a;
+    for ((o, &b), &c) in out.iter_mut().zip(&b).zip(&c) {
+        *o = f64::from((*o * b + c) as f32);
+    }
+    out
+}
+
+/// An f32 product of widened lanes (the product is exact in f64, then rounded once).
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)]
+fn mul_wide(a: Wide, b: Wide) -> Wide {
+    let mut out = a;
+    for (o, &b) in out.iter_mut().zip(&b) {
+        *o = f64::from((*o * b) as f32);
+    }
+    out
 }
 
 // Lane-wise helpers: each is one short loop the compiler unrolls and vectorises; writing the
@@ -120,23 +140,23 @@ const COS_P: [f32; 3] = [2.443_315_7e-5, -0.001_388_731_6, 0.041_666_646];
 #[allow(clippy::cast_possible_truncation)] // rounding 2π to f32 is what torch does
 const TWO_PI_F32: f32 = (2.0 * PI) as f32;
 
-/// The radius √(−2·`log256_ps`(1 − u)) of lanes `lo` and `sincos256_ps`(2π·u₂) of lanes `hi`:
-/// (radius, sin θ, cos θ).
-///
-/// The two are independent; their steps are interleaved (the log's nine-step Horner chain is
-/// the long one) so that the processor overlaps them. The operations and their order within
-/// each are exactly `avx_mathfun.h`'s:
-///
-/// * log, x ∈ (0, 1] (u₁ = 1 − u ≥ 2⁻²⁴ is always normal, so the clamp to the smallest normal
-///   never acts and is left out): x = m·2^e with m ∈ [0.5, 1); below √½, e −= 1 and
-///   x = (m − 1) + m, else x = m − 1; z = x²; y = Horner(P, x) with fused steps; y = y·x;
-///   y = fma(y, z, e·q₁); y −= z/2; log = (x + y) + e·q₂.
-/// * sincos, θ ≥ 0: j = trunc(θ·4/π), j = (j + 1) & ~1, x = θ − j·(DP1 + DP2 + DP3) (fused
-///   steps), z = x²; the cosine and sine polynomials; swap and signs from j's bits 1 and 2.
+// The kernel, `avx_mathfun.h`'s operations in their order:
+//
+// * log, x ∈ (0, 1] (u₁ = 1 − u ≥ 2⁻²⁴ is always normal, so the clamp to the smallest normal
+//   never acts and is left out): x = m·2^e with m ∈ [0.5, 1); below √½, e −= 1 and
+//   x = (m − 1) + m, else x = m − 1; z = x²; y = Horner(P, x) with fused steps; y = y·x;
+//   y = fma(y, z, e·q₁); y −= z/2; log = (x + y) + e·q₂; radius = √(−2·log).
+// * sincos, θ = 2π·u₂ ≥ 0: j = trunc(θ·4/π), j = (j + 1) & ~1, x = θ − j·(DP1 + DP2 + DP3)
+//   (fused steps), z = x²; the cosine and sine polynomials (fused steps); swap and signs from
+//   j's bits 1 and 2.
+//
+// The log's nine-step Horner chain is the long one; the two variants below interleave its
+// steps with the sine and cosine polynomials so that the processor overlaps them.
+
+/// The log's steps before its Horner chain: (x, z = x², e).
 #[inline(always)]
-#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // exponent ≤ 255, j < 2²³
-fn radius_sin_cos<F: Fma>(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
-    // log prologue.
+#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // biased exponent ≤ 255
+fn log_prologue(lo: Lanes) -> (Lanes, Lanes, Lanes) {
     let u1 = map(lo, |u| 1.0 - u);
     let m = map(u1, |x| {
         f32::from_bits((x.to_bits() & !0x7f80_0000) | 0x3f00_0000)
@@ -146,11 +166,25 @@ fn radius_sin_cos<F: Fma>(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
         e - if m < SQRTHF { 1.0 } else { 0.0 }
     });
     // Two roundings, as the vector code does.
-    let lx = map(m, |m| (m - 1.0) + if m < SQRTHF { m } else { 0.0 });
-    let lz = zip(lx, lx, |a, b| a * b);
-    // sincos prologue. j = cvttps (truncation) of θ·4/π ∈ [0, 9), written so that it
-    // vectorises (Rust's saturating `as i32` does not): t = q + 2²³ rounds q to the nearest
-    // integer, held in t's low mantissa bits; one less where that rounded up.
+    let x = map(m, |m| (m - 1.0) + if m < SQRTHF { m } else { 0.0 });
+    (x, zip(x, x, |a, b| a * b), e)
+}
+
+/// The log after `y = fma(y·x, z, e·q₁)`, and the radius.
+#[inline(always)]
+fn log_epilogue(x: Lanes, z: Lanes, e: Lanes, y: Lanes) -> Lanes {
+    let y = zip(y, z, |y, z| y - z * 0.5);
+    let log = zip(zip(x, y, |x, y| x + y), e, |x, e| x + e * LOG_Q2);
+    map(log, |l| (-2.0 * l).sqrt())
+}
+
+/// The range reduction up to its fused last step: (j, y = j as f32, θ − y·DP1 − y·DP2).
+#[inline(always)]
+#[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // 0 ≤ j < 2²³
+fn sincos_prologue(hi: Lanes) -> ([i32; W], Lanes, Lanes) {
+    // j = cvttps (truncation) of θ·4/π ∈ [0, 9), written so that it vectorises (Rust's
+    // saturating `as i32` does not): t = q + 2²³ rounds q to the nearest integer, held in
+    // t's low mantissa bits; one less where that rounded up.
     let theta = map(hi, |u| TWO_PI_F32 * u);
     let mut j = [0i32; W];
     for (j, &x) in j.iter_mut().zip(&theta) {
@@ -165,35 +199,13 @@ fn radius_sin_cos<F: Fma>(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
     }
     // y ≤ 8 is a 4-bit integer and DP1, DP2 have 8 and 12 significant bits: those products
     // are exact, so the fused and the plain multiply-add are the same rounding.
-    let sx = zip(y, theta, |y, x| y * DP1 + x);
-    let sx = zip(y, sx, |y, x| y * DP2 + x);
-    // Interleaved: the log's Horner steps (ly) with the sine and cosine polynomials.
-    let mut ly = F::fma([LOG_P[0]; W], lx, [LOG_P[1]; W]);
-    let sx = F::fma(y, [DP3; W], sx);
-    let z = zip(sx, sx, |a, b| a * b);
-    ly = F::fma(ly, lx, [LOG_P[2]; W]);
-    let mut yc = F::fma([COS_P[0]; W], z, [COS_P[1]; W]);
-    let mut ys = F::fma([SIN_P[0]; W], z, [SIN_P[1]; W]);
-    ly = F::fma(ly, lx, [LOG_P[3]; W]);
-    yc = F::fma(yc, z, [COS_P[2]; W]);
-    ys = F::fma(ys, z, [SIN_P[2]; W]);
-    ly = F::fma(ly, lx, [LOG_P[4]; W]);
-    yc = zip(yc, z, |a, b| a * b);
-    ys = zip(ys, z, |a, b| a * b);
-    yc = F::fma(yc, z, map(z, |z| -(z * 0.5)));
-    ys = F::fma(ys, sx, sx);
-    ly = F::fma(ly, lx, [LOG_P[5]; W]);
-    yc = map(yc, |v| v + 1.0);
-    ly = F::fma(ly, lx, [LOG_P[6]; W]);
-    ly = F::fma(ly, lx, [LOG_P[7]; W]);
-    ly = F::fma(ly, lx, [LOG_P[8]; W]);
-    // log epilogue.
-    ly = zip(ly, lx, |a, b| a * b);
-    ly = F::fma(ly, lz, map(e, |e| e * LOG_Q1));
-    ly = zip(ly, lz, |y, z| y - z * 0.5);
-    let log = zip(zip(lx, ly, |x, y| x + y), e, |x, e| x + e * LOG_Q2);
-    let radius = map(log, |l| (-2.0 * l).sqrt());
-    // sincos epilogue: pick the polynomials and signs (sign-bit XOR).
+    let x = zip(y, theta, |y, x| y * DP1 + x);
+    (j, y, zip(y, x, |y, x| y * DP2 + x))
+}
+
+/// Picks the polynomials and signs (sign-bit XOR): (sin, cos).
+#[inline(always)]
+fn sincos_epilogue(j: [i32; W], ys: Lanes, yc: Lanes) -> (Lanes, Lanes) {
     let (mut sin, mut cos) = ([0f32; W], [0f32; W]);
     for ((((s, c), &j), &ys), &yc) in sin.iter_mut().zip(&mut cos).zip(&j).zip(&ys).zip(&yc) {
         let sin_sign = if j & 4 != 0 { 0x8000_0000u32 } else { 0 };
@@ -202,17 +214,86 @@ fn radius_sin_cos<F: Fma>(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
         *s = f32::from_bits(a.to_bits() ^ sin_sign);
         *c = f32::from_bits(b.to_bits() ^ cos_sign);
     }
-    (radius, sin, cos)
+    (sin, cos)
 }
 
-/// Box–Muller with the AVX2 kernel's arithmetic on one block (a: lanes 0–7, b: lanes 8–15),
-/// fma strategy `F`: a ← r·cos θ, b ← r·sin θ (each `fma(·, 1, 0)`, i.e. + 0).
+/// (radius, sin θ, cos θ) of lanes (u₁ = `lo`, u₂ = `hi`) with the true fma.
 #[inline(always)]
-fn block_avx2<F: Fma>(a: &mut [f32], b: &mut [f32]) {
+fn radius_sin_cos_fused(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
+    let (lx, lz, e) = log_prologue(lo);
+    let (j, y, sx) = sincos_prologue(hi);
+    let mut ly = fma([LOG_P[0]; W], lx, [LOG_P[1]; W]);
+    let sx = fma(y, [DP3; W], sx);
+    let z = zip(sx, sx, |a, b| a * b);
+    ly = fma(ly, lx, [LOG_P[2]; W]);
+    let mut yc = fma([COS_P[0]; W], z, [COS_P[1]; W]);
+    let mut ys = fma([SIN_P[0]; W], z, [SIN_P[1]; W]);
+    ly = fma(ly, lx, [LOG_P[3]; W]);
+    yc = fma(yc, z, [COS_P[2]; W]);
+    ys = fma(ys, z, [SIN_P[2]; W]);
+    ly = fma(ly, lx, [LOG_P[4]; W]);
+    yc = zip(yc, z, |a, b| a * b);
+    ys = zip(ys, z, |a, b| a * b);
+    yc = fma(yc, z, map(z, |z| -(z * 0.5)));
+    ys = fma(ys, sx, sx);
+    ly = fma(ly, lx, [LOG_P[5]; W]);
+    ly = fma(ly, lx, [LOG_P[6]; W]);
+    ly = fma(ly, lx, [LOG_P[7]; W]);
+    ly = fma(ly, lx, [LOG_P[8]; W]);
+    ly = zip(ly, lx, |a, b| a * b);
+    ly = fma(ly, lz, map(e, |e| e * LOG_Q1));
+    let (sin, cos) = sincos_epilogue(j, ys, map(yc, |v| v + 1.0));
+    (log_epilogue(lx, lz, e, ly), sin, cos)
+}
+
+/// The same with every fma in f64 ([`fma_wide`]), the fused chains kept widened between
+/// steps (no narrowing and widening shuffles): the portable fast path.
+#[inline(always)]
+fn radius_sin_cos_wide(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
+    let (lx, lz, e) = log_prologue(lo);
+    let (j, y, sx) = sincos_prologue(hi);
+    let k = |c: f32| [f64::from(c); W];
+    let (x, yw) = (widen(lx), widen(y));
+    let mut ly = fma_wide(k(LOG_P[0]), x, k(LOG_P[1]));
+    let sx = fma_wide(yw, k(DP3), widen(sx));
+    let z = mul_wide(sx, sx);
+    ly = fma_wide(ly, x, k(LOG_P[2]));
+    let mut yc = fma_wide(k(COS_P[0]), z, k(COS_P[1]));
+    let mut ys = fma_wide(k(SIN_P[0]), z, k(SIN_P[1]));
+    ly = fma_wide(ly, x, k(LOG_P[3]));
+    yc = fma_wide(yc, z, k(COS_P[2]));
+    ys = fma_wide(ys, z, k(SIN_P[2]));
+    ly = fma_wide(ly, x, k(LOG_P[4]));
+    yc = mul_wide(yc, z);
+    ys = mul_wide(ys, z);
+    let mut half_z = z;
+    for v in &mut half_z {
+        *v = -(*v * 0.5); // exact
+    }
+    yc = fma_wide(yc, z, half_z);
+    ys = fma_wide(ys, sx, sx);
+    ly = fma_wide(ly, x, k(LOG_P[5]));
+    ly = fma_wide(ly, x, k(LOG_P[6]));
+    ly = fma_wide(ly, x, k(LOG_P[7]));
+    ly = fma_wide(ly, x, k(LOG_P[8]));
+    let ly = zip(narrow(ly), lx, |a, b| a * b);
+    let ly = fma_wide(widen(ly), widen(lz), widen(map(e, |e| e * LOG_Q1)));
+    let (sin, cos) = sincos_epilogue(j, narrow(ys), map(narrow(yc), |v| v + 1.0));
+    (log_epilogue(lx, lz, e, narrow(ly)), sin, cos)
+}
+
+/// Box–Muller with the AVX2 kernel's arithmetic on one block (a: lanes 0–7, b: lanes 8–15):
+/// a ← r·cos θ, b ← r·sin θ (each `fma(·, 1, 0)`, i.e. + 0, which turns −0 into +0).
+#[inline(always)]
+fn block_avx2(a: &mut [f32], b: &mut [f32]) {
     let (mut lo, mut hi) = ([0f32; W], [0f32; W]);
     lo.copy_from_slice(a);
     hi.copy_from_slice(b);
-    let (radius, sin, cos) = radius_sin_cos::<F>(lo, hi);
+    let (radius, sin, cos) = if cfg!(target_feature = "fma") {
+        radius_sin_cos_fused(lo, hi)
+    } else {
+        radius_sin_cos_wide(lo, hi)
+    };
     a.copy_from_slice(&zip(radius, cos, |r, c| r * c + 0.0));
     b.copy_from_slice(&zip(radius, sin, |r, s| r * s + 0.0));
 }
@@ -221,11 +302,7 @@ fn block_avx2<F: Fma>(a: &mut [f32], b: &mut [f32]) {
 pub(crate) fn fill_avx2(data: &mut [f32]) {
     for block in data.chunks_exact_mut(16) {
         let (a, b) = block.split_at_mut(W);
-        if cfg!(target_feature = "fma") {
-            block_avx2::<Fused>(a, b);
-        } else {
-            block_avx2::<ViaF64>(a, b);
-        }
+        block_avx2(a, b);
     }
 }
 
@@ -298,10 +375,10 @@ mod tests {
         }
     }
 
-    /// `ViaF64` against the true fma on every `stride`-th of the 2²⁴ uniforms a lane can get
+    /// The f64 kernel against the true fma on every `stride`-th of the 2²⁴ uniforms a lane can get
     /// (u = k·2⁻²⁴): the radius from 1 − u and the sine and cosine of 2π·u. (Each output lane
     /// is r(u₁)·cos θ(u₂) or r(u₁)·sin θ(u₂), so equal parts give equal outputs for all pairs.)
-    fn check_via_f64(stride: u32) -> usize {
+    fn check_wide_fma(stride: u32) -> usize {
         let mut checked = 0;
         let mut k = 0u32;
         while k < 1 << 24 {
@@ -309,10 +386,7 @@ mod tests {
             for (i, v) in (0u32..).zip(u.iter_mut()) {
                 *v = ((k + i * stride) & 0xff_ffff) as f32 / 16_777_216.0;
             }
-            let (fast, exact) = (
-                radius_sin_cos::<ViaF64>(u, u),
-                radius_sin_cos::<Fused>(u, u),
-            );
+            let (fast, exact) = (radius_sin_cos_wide(u, u), radius_sin_cos_fused(u, u));
             let names = ["radius", "sin", "cos"];
             for ((f, e), name) in [fast.0, fast.1, fast.2]
                 .iter()
@@ -328,16 +402,16 @@ mod tests {
     }
 
     #[test]
-    fn via_f64_is_exact_on_sampled_inputs() {
-        assert!(check_via_f64(97) > 170_000);
+    fn wide_fma_is_exact_on_sampled_inputs() {
+        assert!(check_wide_fma(97) > 170_000);
     }
 
     /// The whole domain (16.7 M inputs; ~2 s in release, minutes in a debug build):
-    /// `cargo test -p ddim --release --lib -- --ignored via_f64_is_exact_on_every_input`.
+    /// `cargo test -p ddim --release --lib -- --ignored wide_fma_is_exact_on_every_input`.
     #[test]
     #[ignore = "exhaustive: run in release"]
-    fn via_f64_is_exact_on_every_input() {
-        assert_eq!(check_via_f64(1), 1 << 24);
+    fn wide_fma_is_exact_on_every_input() {
+        assert_eq!(check_wide_fma(1), 1 << 24);
     }
 
     #[test]
