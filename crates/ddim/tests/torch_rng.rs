@@ -452,3 +452,31 @@ fn cuda_other_dtypes_follow_the_float_pipeline() {
         "{mean} {var}"
     );
 }
+
+#[test]
+fn errors_name_the_values_and_limits() {
+    let e = GpuProperties::new(0, 2048).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid gpu properties: 0 multiprocessors with 2048 threads each \
+         (need at least 1 multiprocessor and 256 threads)"
+    );
+    let mut g = TorchCpuGenerator::new(0);
+    let e = randn_latents::<f32, _>(&[], &mut g).unwrap_err();
+    assert_eq!(e.to_string(), "invalid shape []: it has no batch dimension");
+    let e = randn_latents::<f32, _>(&[usize::MAX, 2], &mut g).unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("invalid shape [18446744073709551615, 2]: it has more than"));
+    let mut gens = vec![TorchCpuGenerator::new(0); 3];
+    let e = randn_latents_per_item::<f32, _>(&[2, 4], &mut gens).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "got 3 random generators for a batch of 2: give one, or one per batch item"
+    );
+    let mut cuda = TorchCudaGenerator::new(0, GpuProperties::T4);
+    assert!(cuda.randn_window_f32(10, 8, &mut [0.0; 3]).is_err());
+    assert_eq!(cuda.offset(), 0, "a refused window draws nothing");
+    // None of the failed calls drew from the CPU generator.
+    assert_eq!(g.next_u32(), 2_357_136_044);
+}
