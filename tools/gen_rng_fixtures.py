@@ -104,6 +104,10 @@ def cpu_cases() -> list[tuple[str, int, list[tuple[str, str, tuple[int, ...]]]]]
         cases.append(("avx2", 5, [("randn", dt, (3,)), ("rand", dt, (5,)), ("randn", dt, (3,)),
                                   ("rand", dt, (20,)), ("randn", dt, (1,)), ("randn", dt, (17,)),
                                   ("rand", dt, (2,)), ("randn", dt, (5,))]))
+    # Long half-precision rand calls: values that round up to 1 become 0 (p = 2^-12 for f16,
+    # 2^-9 for bf16).
+    for dt in ["f16", "bf16"]:
+        cases.append(("avx2", 11, [("rand", dt, (20000,))]))
     # The scalar (non-AVX2) kernel: only the float32/f16/bf16 block path differs.
     for seed in [0, 42, -1]:
         cases.append(("scalar", seed, [("randn", "f32", (n,)) for n in [16, 17, 20, 100, 5, 33]]))
