@@ -192,7 +192,37 @@ pub enum Error {
         /// The first scheduled timestep with ᾱ_t = 0.
         timestep: usize,
     },
+
+    /// A list of generators is neither one generator nor one per batch item.
+    #[error("got {generators} random generators for a batch of {batch_size}: give one, or one per batch item")]
+    GeneratorCountMismatch {
+        /// The number of generators given.
+        generators: usize,
+        /// The batch size they should match.
+        batch_size: usize,
+    },
+
+    /// A tensor shape cannot be used (no batch dimension, or too many elements).
+    #[error("invalid shape {shape:?}: it {reason}")]
+    InvalidShape {
+        /// The shape given.
+        shape: Vec<usize>,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// GPU properties with which torch would launch no thread.
+    #[error("invalid gpu properties: {multiprocessor_count} multiprocessors with {max_threads_per_multiprocessor} threads each (need at least 1 multiprocessor and 256 threads)")]
+    InvalidGpuProperties {
+        /// `multiProcessorCount` given.
+        multiprocessor_count: u32,
+        /// `maxThreadsPerMultiProcessor` given.
+        max_threads_per_multiprocessor: u32,
+    },
 }
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
 
 fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
     if searched.is_empty() {
@@ -216,6 +246,3 @@ fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
         .collect();
     format!("searched {}", folders.join("; "))
 }
-
-/// `Result` with the crate's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;

@@ -29,6 +29,7 @@
 //! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
 //! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
 //! | [`policy`] | options beyond diffusers (previous-timestep rule, quad spacing, safe η, DDPM σ̂, zero-SNR guard), diffusers' behaviour by default; custom timesteps; [`DdimScheduler::batch_step_no_noise`] |
+//! | [`rng`] | torch-compatible noise: `torch.Generator('cpu')` bit for bit, a CUDA Philox model, `randn_tensor` latents, `step_with_generator` |
 //!
 //! ## Quick start
 //!
@@ -75,6 +76,7 @@ pub mod inverse;
 mod kernel;
 mod parallel;
 pub mod policy;
+pub mod rng;
 pub mod schedule;
 mod scheduler;
 mod threshold;

@@ -1,0 +1,133 @@
+//! `step(..., generator=g)`: the DDIM step drawing its noise from torch-compatible generators.
+
+use super::latents::fill_per_item;
+use super::{NoiseGenerator, RandnElement};
+use crate::element::Compute;
+use crate::error::{Error, Result};
+use crate::{DdimScheduler, StepOptions, StepOutput};
+
+impl DdimScheduler {
+    /// [`step`](Self::step) with diffusers' `generator=g`: when η > 0 the noise z of σ_t·z is
+    /// one `torch.randn(sample.shape, generator=g)` over the whole sample (what diffusers'
+    /// `randn_tensor` does with one generator); with η = 0 nothing is drawn.
+    ///
+    /// ```
+    /// use ddim::rng::TorchCpuGenerator;
+    /// use ddim::{DdimConfig, DdimScheduler, StepOptions};
+    /// let mut scheduler = DdimScheduler::new(DdimConfig::default())?;
+    /// scheduler.set_timesteps(10)?;
+    /// let mut g = TorchCpuGenerator::new(0);
+    /// let options = StepOptions { eta: 1.0, ..Default::default() };
+    /// let out = scheduler.step_with_generator(&[0.1f32; 32], 900, &[0.5; 32], &options, &mut g)?;
+    /// assert_eq!(out.prev_sample.len(), 32);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`step`](Self::step), and [`Error::NoiseAndGenerator`] when η > 0 and
+    /// `options.variance_noise` is also given. Nothing is drawn when the call fails.
+    pub fn step_with_generator<T: RandnElement, G: NoiseGenerator + ?Sized>(
+        &self,
+        model_output: &[T],
+        timestep: usize,
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+        generator: &mut G,
+    ) -> Result<StepOutput<T>> {
+        if options.eta > 0.0 {
+            self.check_before_drawing(model_output, timestep, sample, options)?;
+            let mut noise = vec![T::from_compute(<T::Compute as Compute>::ZERO); sample.len()];
+            T::fill_randn(generator, &mut noise);
+            return self.step_with_noise(model_output, timestep, sample, options, &noise);
+        }
+        self.step(model_output, timestep, sample, options)
+    }
+
+    /// [`step`](Self::step) with diffusers' `generator=[g₀, g₁, …]`: when η > 0, item b of the
+    /// batch (`options.batch_size` items) gets its noise from its own
+    /// `torch.randn((1, *shape[1:]), generator=g_b)`. A list of one generator is used as
+    /// [`step_with_generator`](Self::step_with_generator) uses it.
+    ///
+    /// ```
+    /// use ddim::rng::TorchCpuGenerator;
+    /// use ddim::{DdimConfig, DdimScheduler, StepOptions};
+    /// let mut scheduler = DdimScheduler::new(DdimConfig::default())?;
+    /// scheduler.set_timesteps(10)?;
+    /// let mut gens = [TorchCpuGenerator::new(1), TorchCpuGenerator::new(2)];
+    /// let options = StepOptions { eta: 1.0, batch_size: 2, ..Default::default() };
+    /// let out = scheduler.step_with_generators(&[0.1f32; 8], 900, &[0.5; 8], &options, &mut gens)?;
+    /// assert_eq!(out.prev_sample.len(), 8);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`step_with_generator`](Self::step_with_generator), and
+    /// [`Error::GeneratorCountMismatch`] unless there is one generator or one per batch item.
+    pub fn step_with_generators<T: RandnElement, G: NoiseGenerator>(
+        &self,
+        model_output: &[T],
+        timestep: usize,
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+        generators: &mut [G],
+    ) -> Result<StepOutput<T>> {
+        if options.eta > 0.0 {
+            self.check_before_drawing(model_output, timestep, sample, options)?;
+            if generators.len() != 1 && generators.len() != options.batch_size {
+                return Err(Error::GeneratorCountMismatch {
+                    generators: generators.len(),
+                    batch_size: options.batch_size,
+                });
+            }
+            let mut noise = vec![T::from_compute(<T::Compute as Compute>::ZERO); sample.len()];
+            fill_per_item(&mut noise, options.batch_size, generators)?;
+            return self.step_with_noise(model_output, timestep, sample, options, &noise);
+        }
+        self.step(model_output, timestep, sample, options)
+    }
+
+    /// The checks of `step` that do not need the noise, so that a failing call draws nothing.
+    fn check_before_drawing<T>(
+        &self,
+        model_output: &[T],
+        timestep: usize,
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+    ) -> Result<()> {
+        if options.variance_noise.is_some() {
+            return Err(Error::NoiseAndGenerator);
+        }
+        self.step_coefficients(timestep, options.eta)?;
+        if model_output.len() != sample.len() {
+            return Err(Error::LengthMismatch {
+                name: "model_output",
+                expected: sample.len(),
+                got: model_output.len(),
+            });
+        }
+        if options.batch_size == 0 || sample.len() % options.batch_size != 0 {
+            return Err(Error::BatchSizeMismatch {
+                batch_size: options.batch_size,
+                len: sample.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn step_with_noise<T: RandnElement>(
+        &self,
+        model_output: &[T],
+        timestep: usize,
+        sample: &[T],
+        options: &StepOptions<'_, T>,
+        noise: &[T],
+    ) -> Result<StepOutput<T>> {
+        let options = StepOptions {
+            variance_noise: Some(noise),
+            ..*options
+        };
+        self.step(model_output, timestep, sample, &options)
+    }
+}
