@@ -59,6 +59,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod backend;
 mod coefficients;
 pub mod config;
 pub mod element;
