@@ -324,7 +324,13 @@ mod tests {
         let x = Array3::<f32>::zeros((2, 3, 4));
         let m = Array3::<f32>::zeros((2, 4, 3));
         let e = step(&s, m.view(), 900, x.view(), &TensorStepOptions::default()).unwrap_err();
-        assert!(matches!(e, Error::ShapeMismatch { name: "model_output", .. }));
+        assert!(matches!(
+            e,
+            Error::ShapeMismatch {
+                name: "model_output",
+                ..
+            }
+        ));
         let e = add_noise(&s, x.view(), x.view(), &[1, 2, 3]).unwrap_err();
         assert!(matches!(
             e,
