@@ -25,6 +25,19 @@
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
 //!
+//! ## Features
+//!
+//! All additive; the default build depends on no tensor framework.
+//!
+//! | feature | default | what it adds | dependency |
+//! |---|---|---|---|
+//! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
+//! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
+//! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
+//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device | `candle-core` |
+//!
+//! [`backend`] describes the two tensor backends; `docs/backends.md` their measured parity.
+//!
 //! ## Quick start
 //!
 //! ```

@@ -3,8 +3,8 @@
 //!
 //! | feature | module | types | how |
 //! |---|---|---|---|
-//! | `ndarray` | [`ndarray`](self::ndarray) | `ArrayView<T, D>` of any dimension, `T` = f32, f64 (and f16, bf16) | standard layout goes straight to the fused slice kernel; other layouts are gathered in logical order, stepped, and scattered back |
-//! | `candle` | [`candle`](self::candle) | `Tensor` of F16, BF16, F32, F64 on any device | contiguous CPU tensors go through the fused slice kernel; everything else runs candle ops in diffusers' order |
+//! | `ndarray` | `backend::ndarray` | `ArrayView<T, D>` of any dimension, `T` = f32, f64 (and f16, bf16) | standard layout goes straight to the fused slice kernel; other layouts are gathered in logical order, stepped, and scattered back |
+//! | `candle` | `backend::candle` | `Tensor` of F16, BF16, F32, F64 on any device | contiguous CPU tensors go through the fused slice kernel; everything else runs candle ops in diffusers' order |
 //!
 //! Both take the batch as axis 0: dynamic thresholding is per item of axis 0, and
 //! `add_noise`/`get_velocity` take one timestep per item of axis 0 (or one for all). The

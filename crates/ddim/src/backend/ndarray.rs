@@ -63,6 +63,8 @@ fn slice_options<'a, T>(
     noise: Option<&'a [T]>,
     batch_size: usize,
 ) -> StepOptions<'a, T> {
+    // `..Default::default()` keeps this literal valid when StepOptions gains a field.
+    #[allow(clippy::needless_update)]
     StepOptions {
         eta: options.eta,
         use_clipped_model_output: options.use_clipped_model_output,

@@ -127,6 +127,7 @@ impl<T: Typed> Backend for Slice<T> {
         z: Option<&[f64]>,
     ) -> Outputs {
         let z = z.map(to_elem::<T>);
+        #[allow(clippy::needless_update)] // StepOptions may gain fields
         let options = StepOptions {
             eta,
             use_clipped_model_output: ucmo,
