@@ -1,8 +1,10 @@
-//! The config options shared by commands: a `scheduler_config.json` and per-key overrides.
+//! The config options shared by commands: a `scheduler_config.json` (a path, or a model id in
+//! the local Hugging Face cache) and per-key overrides.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ddim::config::hub::scheduler_config_path;
 use ddim::{BetaSchedule, DdimConfig, PredictionType, TimestepSpacing};
 
 /// Where the scheduler config comes from, and what to change in it.
@@ -10,8 +12,15 @@ use ddim::{BetaSchedule, DdimConfig, PredictionType, TimestepSpacing};
 pub(crate) struct ConfigArgs {
     /// A scheduler_config.json, or a model folder holding scheduler/scheduler_config.json
     /// (default: diffusers' DDIMScheduler defaults).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "model")]
     pub(crate) config: Option<PathBuf>,
+    /// A model id (`org/name`) whose scheduler/scheduler_config.json is in the local Hugging
+    /// Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub); never downloads.
+    #[arg(long, value_name = "ORG/NAME")]
+    pub(crate) model: Option<String>,
+    /// The revision of --model: a branch, tag or commit hash (default: main).
+    #[arg(long, value_name = "REV", requires = "model")]
+    pub(crate) revision: Option<String>,
     /// Override `num_train_timesteps`.
     #[arg(long, value_name = "T")]
     pub(crate) num_train_timesteps: Option<usize>,
@@ -70,7 +79,15 @@ impl ConfigArgs {
     /// Loads the file (or the defaults), applies the overrides, and returns the config with
     /// the load warnings as one-line texts.
     pub(crate) fn load(&self) -> anyhow::Result<(DdimConfig, Vec<String>)> {
-        let (mut config, warnings) = match &self.config {
+        let path = match (&self.config, &self.model) {
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(model)) => Some(
+                scheduler_config_path(model, self.revision.as_deref())
+                    .context("cannot load --model")?,
+            ),
+            (None, None) => None,
+        };
+        let (mut config, warnings) = match &path {
             Some(path) => {
                 let loaded = DdimConfig::load_file(path)
                     .with_context(|| format!("cannot load config {}", path.display()))?;

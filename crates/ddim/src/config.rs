@@ -3,6 +3,7 @@
 //! Loading (`scheduler_config.json` → config, the way `DDIMScheduler.from_config` does it)
 //! lives in [`load`]; saving in diffusers' layout in `save`.
 
+pub mod hub;
 pub(crate) mod known_schedulers;
 pub mod load;
 mod modes;

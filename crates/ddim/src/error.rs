@@ -109,6 +109,86 @@ pub enum Error {
         eta: f32,
     },
 
+    /// A sample is too small for a per-sample statistic (the unbiased standard deviation of
+    /// `rescale_noise_cfg` needs at least 2 elements).
+    #[error("each sample has {per_sample} element(s); at least {minimum} are needed")]
+    SampleTooSmall {
+        /// The number of elements in one sample.
+        per_sample: usize,
+        /// The fewest elements the operation needs.
+        minimum: usize,
+    },
+
+    /// `rescale_noise_cfg` met a constant sample of `noise_cfg`: its standard deviation is 0,
+    /// so std_text / std_cfg is undefined (diffusers returns NaN/inf there).
+    #[error(
+        "cannot rescale sample {sample}: noise_cfg is constant there (standard deviation 0), \
+         so std_text / std_cfg is undefined"
+    )]
+    ZeroStdCfg {
+        /// The index of the sample in the batch.
+        sample: usize,
+    },
+
+    /// A Hugging Face model id is not of the form `name` or `namespace/name` that
+    /// huggingface_hub accepts.
+    #[error("invalid model id `{model_id}`: {reason}")]
+    InvalidModelId {
+        /// The id given.
+        model_id: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+
+    /// A revision (branch, tag or commit) would leave the model's cache folder.
+    #[error("invalid revision `{revision}`: {reason}")]
+    InvalidRevision {
+        /// The revision given.
+        revision: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+
+    /// A model's scheduler config is not in any local Hugging Face cache folder searched.
+    #[error(
+        "{model_id} (revision {revision}) has no scheduler/scheduler_config.json in the local \
+         hugging face cache (nothing is downloaded): {}",
+        not_in_cache_details(.searched, .missing)
+    )]
+    ModelNotInCache {
+        /// The model id.
+        model_id: String,
+        /// The revision looked for.
+        revision: String,
+        /// The cache folders searched, in order.
+        searched: Vec<PathBuf>,
+        /// What was missing in each folder searched (same order).
+        missing: Vec<String>,
+    },
+}
+
+fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
+    if searched.is_empty() {
+        return "no cache folder is known (set HF_HUB_CACHE, HF_HOME or HOME)".to_owned();
+    }
+    let folders: Vec<String> = searched
+        .iter()
+        .zip(
+            missing
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::repeat("")),
+        )
+        .map(|(dir, what)| {
+            if what.is_empty() {
+                dir.display().to_string()
+            } else {
+                format!("{} ({what})", dir.display())
+            }
+        })
+        .collect();
+    format!("searched {}", folders.join("; "))
+
     /// Two arrays or tensors that must have the same shape do not (tensor backends).
     #[error("shape mismatch: `{name}` has shape {got:?}, expected {expected:?}")]
     ShapeMismatch {

@@ -19,11 +19,13 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config`; save like `to_json_string` |
+//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
 //! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
 //! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
+//! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
+//! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
 //!
 //! ## Features
 //!
@@ -77,6 +79,8 @@ mod coefficients;
 pub mod config;
 pub mod element;
 pub mod error;
+pub mod guidance;
+pub mod img2img;
 mod kernel;
 pub mod schedule;
 mod scheduler;
