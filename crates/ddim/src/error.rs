@@ -165,29 +165,6 @@ pub enum Error {
         /// What was missing in each folder searched (same order).
         missing: Vec<String>,
     },
-}
-
-fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
-    if searched.is_empty() {
-        return "no cache folder is known (set HF_HUB_CACHE, HF_HOME or HOME)".to_owned();
-    }
-    let folders: Vec<String> = searched
-        .iter()
-        .zip(
-            missing
-                .iter()
-                .map(String::as_str)
-                .chain(std::iter::repeat("")),
-        )
-        .map(|(dir, what)| {
-            if what.is_empty() {
-                dir.display().to_string()
-            } else {
-                format!("{} ({what})", dir.display())
-            }
-        })
-        .collect();
-    format!("searched {}", folders.join("; "))
 
     /// Two arrays or tensors that must have the same shape do not (tensor backends).
     #[error("shape mismatch: `{name}` has shape {got:?}, expected {expected:?}")]
@@ -227,6 +204,29 @@ fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
     #[cfg(feature = "candle")]
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+fn not_in_cache_details(searched: &[PathBuf], missing: &[String]) -> String {
+    if searched.is_empty() {
+        return "no cache folder is known (set HF_HUB_CACHE, HF_HOME or HOME)".to_owned();
+    }
+    let folders: Vec<String> = searched
+        .iter()
+        .zip(
+            missing
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::repeat("")),
+        )
+        .map(|(dir, what)| {
+            if what.is_empty() {
+                dir.display().to_string()
+            } else {
+                format!("{} ({what})", dir.display())
+            }
+        })
+        .collect();
+    format!("searched {}", folders.join("; "))
 }
 
 /// `Result` with the crate's [`Error`].
