@@ -10,8 +10,8 @@
 //! difference between the two final latents and fails if it passes `--tolerance` (relative to
 //! the latents' largest magnitude; default 1e-4 for f32, 2e-2 for f16).
 //!
-//! Measured (10 steps, 1×4×8×8): f32 1.7e-6 of the largest latent (candle computes ᾱ and the
-//! step's scalars in f64, this crate in f32 as diffusers); f16 3.8e-3 (candle rounds every
+//! Measured (10 steps, 1×4×8×8): f32 1.9e-6 of the largest latent (candle computes ᾱ and the
+//! step's scalars in f64, this crate in f32 as diffusers); f16 4.4e-3 (candle rounds every
 //! op of the step to f16, this crate computes in f32 and rounds once).
 //!
 //! ```text
@@ -116,24 +116,24 @@ fn unet_config() -> UNet2DConditionModelConfig {
 }
 
 /// candle-transformers' SD UNet at toy width: two blocks (32 channels with cross-attention,
-/// 64 without), one layer each, random weights scaled by 1/√fan_in.
+/// 64 without), one layer each, deterministic random weights scaled by 1/√fan_in.
 fn tiny_unet(device: &Device, dtype: DType) -> Result<UNet2DConditionModel, Box<dyn Error>> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let unet =
         UNet2DConditionModel::new(vb, LATENT_CHANNELS, LATENT_CHANNELS, false, unet_config())?;
-    // VarMap initialises from the device's unseeded generator: overwrite every weight matrix
-    // with deterministic values (norm scales and biases keep their constant init).
+    // VarMap initialises from the device's unseeded generator: overwrite every weight and
+    // bias with deterministic values (norm scales keep their constant init).
     let vars = varmap.data().lock().map_err(|_| "poisoned var map")?;
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     for (i, name) in names.into_iter().enumerate() {
         let var = &vars[name];
         let dims = var.dims();
-        if dims.len() < 2 {
-            continue;
+        if dims.len() < 2 && !name.ends_with("bias") {
+            continue; // norm scales: constant init
         }
-        let fan_in: usize = dims[1..].iter().product();
+        let fan_in: usize = dims.iter().skip(1).product::<usize>().max(dims[0]);
         let values: Vec<f32> = normals(var.elem_count(), i as u64 + 1)
             .into_iter()
             .map(|v| v / (fan_in as f32).sqrt())
