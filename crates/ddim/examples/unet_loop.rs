@@ -303,7 +303,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let tolerance = args
         .tolerance
         .unwrap_or(if args.dtype == DType::F16 { 2e-2 } else { 1e-4 });
-    if !(diff <= tolerance * scale) {
+    if diff.is_nan() || diff > tolerance * scale {
         return Err(format!(
             "the two schedulers differ by {:.3e} of the latents' scale, beyond {:.1e}",
             diff / scale,
