@@ -609,4 +609,41 @@ mod tests {
             ));
         }
     }
+    /// Empty and 0-d tensors, on both paths; `step_into` writes what `step` returns.
+    #[test]
+    fn scalar_empty_and_into() {
+        let mut scheduler = DdimScheduler::new(crate::DdimConfig::default()).unwrap();
+        scheduler.set_timesteps(10).unwrap();
+        let opts = TensorStepOptions::default();
+        for backend in [
+            CandleBackend::default(),
+            CandleBackend {
+                dispatch: Dispatch::Ops,
+            },
+        ] {
+            let x = Tensor::new(0.5f32, &Device::Cpu).unwrap();
+            let out = backend.step(&scheduler, &x, 900, &x, &opts).unwrap();
+            assert_eq!(out.prev_sample.dims(), &[] as &[usize]);
+            let empty = Tensor::zeros((0, 4), DType::BF16, &Device::Cpu).unwrap();
+            let out = backend
+                .step(&scheduler, &empty, 900, &empty, &opts)
+                .unwrap();
+            assert_eq!(out.prev_sample.dims(), &[0, 4]);
+            let x = Tensor::new(&[[0.5f64, -1.5], [2.0, 0.25]], &Device::Cpu).unwrap();
+            let m = (&x * 0.3).unwrap();
+            let want = backend.step(&scheduler, &m, 900, &x, &opts).unwrap();
+            let (prev, x0) = (x.zeros_like().unwrap(), x.zeros_like().unwrap());
+            backend
+                .step_into(&scheduler, &m, 900, &x, &opts, &prev, &x0)
+                .unwrap();
+            assert_eq!(
+                prev.to_vec2::<f64>().unwrap(),
+                want.prev_sample.to_vec2::<f64>().unwrap()
+            );
+            assert_eq!(
+                x0.to_vec2::<f64>().unwrap(),
+                want.pred_original_sample.to_vec2::<f64>().unwrap()
+            );
+        }
+    }
 }

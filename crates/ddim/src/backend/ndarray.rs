@@ -345,4 +345,29 @@ mod tests {
         let two = add_noise(&s, x.view(), x.view(), &[5, 5]).unwrap();
         assert_eq!(one, two);
     }
+    /// A 0-d array is one item of one element; an empty batch steps to empty arrays.
+    #[test]
+    fn scalar_and_empty_arrays() {
+        let s = scheduler(true);
+        let opts = TensorStepOptions::default();
+        let x = ndarray::arr0(0.5f32);
+        let m = ndarray::arr0(0.1f32);
+        let out = step(&s, m.view(), 700, x.view(), &opts).unwrap();
+        let flat = s
+            .step(&[0.1f32], 700, &[0.5], &crate::StepOptions::default())
+            .unwrap();
+        assert_eq!(out.prev_sample.into_scalar(), flat.prev_sample[0]);
+        let empty = ndarray::Array2::<f64>::zeros((0, 3));
+        let out = step(
+            &s,
+            empty.view(),
+            700,
+            empty.view(),
+            &TensorStepOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(out.prev_sample.shape(), &[0, 3]);
+        let noised = add_noise(&s, empty.view(), empty.view(), &[3]).unwrap();
+        assert_eq!(noised.shape(), &[0, 3]);
+    }
 }
