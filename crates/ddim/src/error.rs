@@ -219,6 +219,44 @@ pub enum Error {
         /// `maxThreadsPerMultiProcessor` given.
         max_threads_per_multiprocessor: u32,
     },
+    /// Two arrays or tensors that must have the same shape do not (tensor backends).
+    #[error("shape mismatch: `{name}` has shape {got:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// Which argument is wrong.
+        name: &'static str,
+        /// The shape required (that of the sample).
+        expected: Vec<usize>,
+        /// The shape given.
+        got: Vec<usize>,
+    },
+
+    /// `add_noise`/`get_velocity` on an array or tensor got neither one timestep nor one per
+    /// batch item (axis 0).
+    #[error("`timesteps` has {got} entries, expected 1 or the batch size {batch_size}")]
+    TimestepCountMismatch {
+        /// The length of axis 0 of the sample.
+        batch_size: usize,
+        /// The number of timesteps given.
+        got: usize,
+    },
+
+    /// A tensor's element type is not one the scheduler steps (f16, bf16, f32, f64), or does
+    /// not match the sample's.
+    #[error("unsupported dtype: `{name}` is {got}, expected {expected}")]
+    UnsupportedDtype {
+        /// Which argument is wrong.
+        name: &'static str,
+        /// The dtype required.
+        expected: String,
+        /// The dtype given.
+        got: String,
+    },
+
+    /// An operation of the tensor framework failed (device errors, out of memory, a device
+    /// that lacks an operation).
+    #[cfg(feature = "candle")]
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -31,6 +31,19 @@
 //! | [`policy`] | options beyond diffusers (previous-timestep rule, quad spacing, safe η, DDPM σ̂, zero-SNR guard), diffusers' behaviour by default; custom timesteps; [`DdimScheduler::batch_step_no_noise`] |
 //! | [`rng`] | torch-compatible noise: `torch.Generator('cpu')` bit for bit, a CUDA Philox model, `randn_tensor` latents, `step_with_generator` |
 //!
+//! ## Features
+//!
+//! All additive; the default build depends on no tensor framework.
+//!
+//! | feature | default | what it adds | dependency |
+//! |---|---|---|---|
+//! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
+//! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
+//! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
+//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device | `candle-core` |
+//!
+//! [`backend`] describes the two tensor backends; `docs/backends.md` their measured parity.
+//!
 //! ## Quick start
 //!
 //! ```
@@ -65,6 +78,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod backend;
 mod coefficients;
 pub mod config;
 pub mod element;
