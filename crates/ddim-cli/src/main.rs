@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 runtime error (one line on stderr), 2 usage error.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -51,6 +51,7 @@
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
+#![forbid(unsafe_code)]
 
 mod datasets;
 pub mod denoiser;

@@ -103,7 +103,10 @@ pub enum Error {
     NoiseAndGenerator,
 
     /// `eta > 0` needs noise, but neither `variance_noise` nor a generator was given.
-    #[error("eta = {eta} > 0 needs noise: pass variance_noise or use step_with_rng")]
+    #[error(
+        "eta = {eta} > 0 needs noise: pass variance_noise, or use step_with_generator \
+         (torch-compatible) or step_with_rng"
+    )]
     MissingNoise {
         /// The eta of the step.
         eta: f32,

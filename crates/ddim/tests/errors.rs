@@ -140,6 +140,11 @@ fn noise_and_generator_conflict_and_missing_noise() {
     };
     let e = s.step(&[0.0f32; 4], 900, &[0.0; 4], &neither).unwrap_err();
     assert!(matches!(e, Error::MissingNoise { .. }));
+    assert_eq!(
+        e.to_string(),
+        "eta = 1 > 0 needs noise: pass variance_noise, or use step_with_generator \
+         (torch-compatible) or step_with_rng"
+    );
     // With η = 0 noise and generator are ignored, as in diffusers, and no number is drawn.
     let zero = StepOptions {
         eta: 0.0,

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use ddim::element::Compute;
 use ddim::half::{bf16, f16};
 use ddim::rng::{
-    randn_latents, randn_latents_per_item, CpuKernel, GpuProperties, NoiseGenerator, RandnElement,
-    TorchCpuGenerator, TorchCudaGenerator,
+    randn_latents, randn_latents_per_item, CpuDispatch, CpuKernel, GpuProperties, NoiseGenerator,
+    RandnElement, TorchCpuGenerator, TorchCudaGenerator,
 };
 use ddim::{DdimConfig, DdimScheduler, StepOptions};
 use safetensors::{Dtype, SafeTensors};
@@ -91,6 +91,14 @@ impl Bits for bf16 {
     }
 }
 
+/// Both code paths of the CPU generator: the AVX2 + FMA copy where the CPU has it (the
+/// default), and the portable one. Every CPU check runs over both.
+const DISPATCHES: [CpuDispatch; 2] = [CpuDispatch::Detect, CpuDispatch::Portable];
+
+fn cpu_generator(seed: u64, dispatch: CpuDispatch) -> TorchCpuGenerator {
+    TorchCpuGenerator::new(seed).with_dispatch(dispatch)
+}
+
 fn draw<T: Bits>(g: &mut TorchCpuGenerator, op: &str, n: usize) -> Vec<u64> {
     let mut v = vec![T::from_compute(<T::Compute as Compute>::ZERO); n];
     match op {
@@ -104,6 +112,16 @@ fn draw<T: Bits>(g: &mut TorchCpuGenerator, op: &str, n: usize) -> Vec<u64> {
 #[test]
 fn cpu_generator_matches_torch_bit_for_bit() {
     let fx = load();
+    println!(
+        "AVX2 + FMA path in use: {}",
+        TorchCpuGenerator::new(0).uses_simd()
+    );
+    for dispatch in DISPATCHES {
+        matches_torch_bit_for_bit(&fx, dispatch);
+    }
+}
+
+fn matches_torch_bit_for_bit(fx: &Fixtures, dispatch: CpuDispatch) {
     let (mut values, mut calls, mut mismatches) = (0usize, 0usize, Vec::new());
     let mut kernels = HashMap::new();
     for case in fx.section("cpu") {
@@ -113,7 +131,7 @@ fn cpu_generator_matches_torch_bit_for_bit() {
             other => panic!("unknown kernel {other}"),
         };
         *kernels.entry(case["kernel"].as_str().unwrap()).or_insert(0) += 1;
-        let mut g = TorchCpuGenerator::new(seed(&case["seed"])).with_kernel(kernel);
+        let mut g = cpu_generator(seed(&case["seed"]), dispatch).with_kernel(kernel);
         for (j, call) in case["calls"].as_array().unwrap().iter().enumerate() {
             let n: usize = call["shape"]
                 .as_array()
@@ -134,7 +152,8 @@ fn cpu_generator_matches_torch_bit_for_bit() {
             let bad = got.iter().zip(want).filter(|(a, b)| a != b).count();
             if bad > 0 {
                 mismatches.push(format!(
-                    "seed {} kernel {kernel:?} call {j} ({op} {} n={n}): {bad} of {n} differ",
+                    "{dispatch:?}: seed {} kernel {kernel:?} call {j} ({op} {} n={n}): {bad} of \
+                     {n} differ",
                     case["seed"], call["dtype"]
                 ));
             }
@@ -142,7 +161,7 @@ fn cpu_generator_matches_torch_bit_for_bit() {
             calls += 1;
         }
     }
-    println!("{calls} calls, {values} values, cases per kernel {kernels:?}");
+    println!("{dispatch:?}: {calls} calls, {values} values, cases per kernel {kernels:?}");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     assert!(calls > 300 && kernels["scalar"] > 0);
 }
@@ -166,7 +185,10 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[test]
 fn large_cpu_calls_match_torch() {
     let fx = load();
-    for case in fx.section("cpu_large") {
+    for (dispatch, case) in DISPATCHES
+        .into_iter()
+        .flat_map(|d| fx.section("cpu_large").iter().map(move |c| (d, c)))
+    {
         let n: usize = case["shape"]
             .as_array()
             .unwrap()
@@ -174,17 +196,17 @@ fn large_cpu_calls_match_torch() {
             .map(|d| d.as_u64().unwrap() as usize)
             .product();
         let mut v = vec![0f32; n];
-        TorchCpuGenerator::new(seed(&case["seed"])).fill_randn(&mut v);
+        cpu_generator(seed(&case["seed"]), dispatch).fill_randn(&mut v);
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         let head = fx.f32s(&case["head"]);
         let tail = fx.f32s(&case["tail"]);
-        assert_eq!(v[..64], head[..], "seed {} n {n}: head", case["seed"]);
-        assert_eq!(v[n - 64..], tail[..], "seed {} n {n}: tail", case["seed"]);
+        let what = format!("{dispatch:?}: seed {} n {n}", case["seed"]);
+        assert_eq!(v[..64], head[..], "{what}: head");
+        assert_eq!(v[n - 64..], tail[..], "{what}: tail");
         assert_eq!(
             u64::from(crc32(&bytes)),
             case["crc32"].as_u64().unwrap(),
-            "seed {} n {n}: crc32 of all values",
-            case["seed"]
+            "{what}: crc32 of all values"
         );
     }
 }
@@ -243,6 +265,12 @@ fn max_ulps(a: &[f32], b: &[f32]) -> (u32, f32) {
 #[test]
 fn eta_one_ddim_loops_reproduce_diffusers() {
     let fx = load();
+    for dispatch in DISPATCHES {
+        ddim_loops_reproduce_diffusers(&fx, dispatch);
+    }
+}
+
+fn ddim_loops_reproduce_diffusers(fx: &Fixtures, dispatch: CpuDispatch) {
     for case in fx.section("ddim_loops") {
         let name = case["name"].as_str().unwrap();
         let shape: Vec<usize> = case["shape"]
@@ -281,11 +309,11 @@ fn eta_one_ddim_loops_reproduce_diffusers() {
             Value::Array(seeds) => {
                 let list: Vec<_> = seeds
                     .iter()
-                    .map(|s| TorchCpuGenerator::new(seed(s)))
+                    .map(|s| cpu_generator(seed(s), dispatch))
                     .collect();
                 (TorchCpuGenerator::default(), list, true)
             }
-            s => (TorchCpuGenerator::new(seed(s)), Vec::new(), false),
+            s => (cpu_generator(seed(s), dispatch), Vec::new(), false),
         };
         let mut sample = if per_item {
             randn_latents_per_item::<f32, _>(&shape, &mut list).unwrap()
@@ -308,7 +336,7 @@ fn eta_one_ddim_loops_reproduce_diffusers() {
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let rel = abs / scale;
         println!(
-            "{name}: final sample vs diffusers: {bitwise} of {} bit-identical, max abs diff \
+            "{dispatch:?} {name}: final sample vs diffusers: {bitwise} of {} bit-identical, max abs diff \
              {abs:.3e} = {rel:.2e} of the largest value {scale:.3} (max {ulps} ulp)",
             want.len()
         );
@@ -479,4 +507,35 @@ fn errors_name_the_values_and_limits() {
     assert_eq!(cuda.offset(), 0, "a refused window draws nothing");
     // None of the failed calls drew from the CPU generator.
     assert_eq!(g.next_u32(), 2_357_136_044);
+}
+
+#[test]
+fn both_dispatch_paths_give_the_same_bits() {
+    // Beyond the recorded calls: lengths around the 16-block tail and the 4096-value chunks,
+    // successive calls on one generator, every dtype and op the dispatch covers, both kernels.
+    let lengths = [16, 17, 31, 48, 100, 4095, 4096, 4097, 10_000, 3];
+    for kernel in [CpuKernel::Avx2, CpuKernel::Scalar] {
+        for s in [0, 9, u64::MAX] {
+            let mut g =
+                [DISPATCHES[0], DISPATCHES[1]].map(|d| cpu_generator(s, d).with_kernel(kernel));
+            let [a, b] = &mut g;
+            assert_eq!(a.dispatch(), CpuDispatch::Detect);
+            assert!(!b.uses_simd());
+            for &n in &lengths {
+                for (dtype, op) in [("f32", "randn"), ("f16", "randn"), ("bf16", "randn")]
+                    .into_iter()
+                    .chain([("f32", "rand"), ("f64", "randn")])
+                {
+                    let (x, y) = match dtype {
+                        "f32" => (draw::<f32>(a, op, n), draw::<f32>(b, op, n)),
+                        "f16" => (draw::<f16>(a, op, n), draw::<f16>(b, op, n)),
+                        "bf16" => (draw::<bf16>(a, op, n), draw::<bf16>(b, op, n)),
+                        _ => (draw::<f64>(a, op, n), draw::<f64>(b, op, n)),
+                    };
+                    assert_eq!(x, y, "{kernel:?} seed {s} {op} {dtype} n={n}");
+                }
+            }
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use half::{bf16, f16};
 
+use super::dispatch::{self, Kernel};
 use super::mathfun;
 use super::mt19937::Mt19937;
 use super::{NoiseGenerator, RandnElement};
@@ -21,6 +22,39 @@ pub enum CpuKernel {
     /// The scalar kernel (`ATEN_CPU_CAPABILITY=default`, aarch64 builds): `logf`, `cosf`, `sinf`
     /// of the platform's libm. Bit-exact with torch where both use glibc.
     Scalar,
+}
+
+/// Whether the generator may run its AVX2 + FMA code (x86-64).
+///
+/// The crate is built for baseline x86-64 (SSE2), where the AVX2 kernel's fused
+/// multiply-adds must be emulated in f64. With [`Detect`](Self::Detect), the float32,
+/// float16 and bfloat16 `randn` and the float32 `rand` run a second copy of the same code,
+/// compiled with the `avx2` and `fma` target features, when the CPU has them (checked at
+/// runtime; the check is cached): about 2.8× faster, **the same bits** (both are exact IEEE
+/// arithmetic; the tests run every recorded torch value through both). [`Portable`](Self::Portable)
+/// always runs the baseline code, e.g. to compare the two. Off x86-64 both are the portable
+/// code.
+///
+/// ```
+/// use ddim::rng::{CpuDispatch, NoiseGenerator, TorchCpuGenerator};
+/// let mut fast = TorchCpuGenerator::new(0);
+/// let mut portable = TorchCpuGenerator::new(0).with_dispatch(CpuDispatch::Portable);
+/// let (mut a, mut b) = ([0f32; 64], [0f32; 64]);
+/// fast.fill_randn(&mut a);
+/// portable.fill_randn(&mut b);
+/// assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+/// assert!(!portable.uses_simd());
+/// # Ok::<(), ddim::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CpuDispatch {
+    /// The AVX2 + FMA code if this CPU supports AVX2 and FMA (as torch's AVX2 kernel
+    /// requires), else the portable code.
+    #[default]
+    Detect,
+    /// Always the portable code.
+    Portable,
 }
 
 /// Values drawn and transformed at a time by the float32 path (16 KiB: stays in L1).
@@ -76,6 +110,7 @@ pub struct TorchCpuGenerator {
     seed: u64,
     next_double_normal: Option<f64>,
     kernel: CpuKernel,
+    dispatch: CpuDispatch,
 }
 
 impl Default for TorchCpuGenerator {
@@ -96,6 +131,7 @@ impl TorchCpuGenerator {
             seed,
             next_double_normal: None,
             kernel: CpuKernel::default(),
+            dispatch: CpuDispatch::default(),
         }
     }
 
@@ -120,6 +156,22 @@ impl TorchCpuGenerator {
     /// The block kernel in use.
     pub fn kernel(&self) -> CpuKernel {
         self.kernel
+    }
+
+    /// The same generator with another [`CpuDispatch`] (the values do not change).
+    pub fn with_dispatch(mut self, dispatch: CpuDispatch) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// The dispatch policy in use.
+    pub fn dispatch(&self) -> CpuDispatch {
+        self.dispatch
+    }
+
+    /// Whether this generator runs the AVX2 + FMA code on this CPU.
+    pub fn uses_simd(&self) -> bool {
+        self.dispatch == CpuDispatch::Detect && dispatch::simd_available()
     }
 
     /// Reseeds: `generator.manual_seed(seed)`; also clears the cached normal.
@@ -179,36 +231,22 @@ impl TorchCpuGenerator {
         }
     }
 
-    fn transform_f32(&self, data: &mut [f32]) {
-        let fill = match self.kernel {
-            CpuKernel::Avx2 => mathfun::fill_avx2,
-            CpuKernel::Scalar => mathfun::fill_scalar,
-        };
-        // One thread, as torch (which generates under the generator's lock). Splitting the
-        // blocks over rayon's pool gave no gain on the shared 2-core machine (docs/torch-rng.md).
-        fill(data);
+    /// Whether to ask [`dispatch::run`] for the AVX2 + FMA code.
+    fn simd(&self) -> bool {
+        self.dispatch == CpuDispatch::Detect
     }
 
     /// float16/bfloat16 (n ≥ 16): each block drawn and transformed in f32, then rounded;
     /// the tail block draws 16 fresh uniforms after the ⌊n/16⌋·16 used.
     fn half_blocks<T: Copy>(&mut self, out: &mut [T], cast: impl Fn(f32) -> T) {
-        let mut buf = [0f32; 16];
-        let mut chunks = out.chunks_exact_mut(16);
-        for chunk in &mut chunks {
-            self.mt.fill_map(&mut buf, uniform_f32);
-            self.transform_f32(&mut buf);
-            for (o, &v) in chunk.iter_mut().zip(&buf) {
-                *o = cast(v);
-            }
-        }
-        if !chunks.into_remainder().is_empty() {
-            self.mt.fill_map(&mut buf, uniform_f32);
-            self.transform_f32(&mut buf);
-            let start = out.len() - 16;
-            for (o, &v) in out.iter_mut().skip(start).zip(&buf) {
-                *o = cast(v);
-            }
-        }
+        let simd = self.simd();
+        let job = HalfBlocks {
+            mt: &mut self.mt,
+            kernel: self.kernel,
+            out,
+            cast,
+        };
+        dispatch::run(job, simd);
     }
 
     fn half_rand<T>(&mut self, out: &mut [T], cast: impl Fn(f32) -> T, is_one: impl Fn(&T) -> bool)
@@ -230,24 +268,13 @@ impl NoiseGenerator for TorchCpuGenerator {
             self.small(out, |v| v as f32);
             return;
         }
-        // The n uniforms, then every whole 16-block transformed in place; done a cache-sized
-        // chunk at a time (chunks are multiples of 16, so blocks never straddle two).
-        for chunk in out.chunks_mut(CHUNK) {
-            self.mt.fill_map(chunk, uniform_f32);
-            let whole = chunk.len() - chunk.len() % 16;
-            if let Some(blocks) = chunk.get_mut(..whole) {
-                self.transform_f32(blocks);
-            }
-        }
-        let whole = n - n % 16;
-        if whole < n {
-            let mut tail = [0f32; 16];
-            self.mt.fill_map(&mut tail, uniform_f32);
-            self.transform_f32(&mut tail);
-            if let Some(last) = out.get_mut(n - 16..) {
-                last.copy_from_slice(&tail);
-            }
-        }
+        let simd = self.simd();
+        let job = RandnF32 {
+            mt: &mut self.mt,
+            kernel: self.kernel,
+            out,
+        };
+        dispatch::run(job, simd);
     }
 
     fn fill_randn_f64(&mut self, out: &mut [f64]) {
@@ -296,7 +323,14 @@ impl NoiseGenerator for TorchCpuGenerator {
 
 impl TorchCpuGenerator {
     pub(super) fn rand_f32(&mut self, out: &mut [f32]) {
-        self.mt.fill_map(out, uniform_f32);
+        let simd = self.simd();
+        dispatch::run(
+            RandF32 {
+                mt: &mut self.mt,
+                out,
+            },
+            simd,
+        );
     }
 
     pub(super) fn rand_f64(&mut self, out: &mut [f64]) {
@@ -311,5 +345,107 @@ impl TorchCpuGenerator {
 
     pub(super) fn rand_bf16(&mut self, out: &mut [bf16]) {
         self.half_rand(out, bf16::from_f32, |x| *x == bf16::ONE);
+    }
+}
+
+// The hot loops, as `dispatch::Kernel`s: compiled for baseline x86-64 and with AVX2 + FMA
+// (everything they call is `#[inline(always)]`, so it is compiled into each copy).
+
+/// The block kernel on `data` (a multiple of 16 values).
+#[inline(always)]
+fn transform_f32<const FMA: bool>(kernel: CpuKernel, data: &mut [f32]) {
+    // One thread, as torch (which generates under the generator's lock). Splitting the
+    // blocks over rayon's pool gave no gain on the shared 2-core machine (docs/torch-rng.md).
+    match kernel {
+        CpuKernel::Avx2 => mathfun::fill_avx2::<FMA>(data),
+        CpuKernel::Scalar => mathfun::fill_scalar(data),
+    }
+}
+
+/// `randn` float32 of n ≥ 16 values.
+struct RandnF32<'a> {
+    mt: &'a mut Mt19937,
+    kernel: CpuKernel,
+    out: &'a mut [f32],
+}
+
+impl Kernel for RandnF32<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let Self { mt, kernel, out } = self;
+        let n = out.len();
+        // The n uniforms, then every whole 16-block transformed in place; done a cache-sized
+        // chunk at a time (chunks are multiples of 16, so blocks never straddle two).
+        for chunk in out.chunks_mut(CHUNK) {
+            mt.fill_map(chunk, uniform_f32);
+            let whole = chunk.len() - chunk.len() % 16;
+            if let Some(blocks) = chunk.get_mut(..whole) {
+                transform_f32::<FMA>(kernel, blocks);
+            }
+        }
+        if n % 16 != 0 {
+            let mut tail = [0f32; 16];
+            mt.fill_map(&mut tail, uniform_f32);
+            transform_f32::<FMA>(kernel, &mut tail);
+            if let Some(last) = out.get_mut(n.saturating_sub(16)..) {
+                last.copy_from_slice(&tail);
+            }
+        }
+    }
+}
+
+/// `randn` float16/bfloat16 of n ≥ 16 values: block by block in f32, rounded by `cast`.
+struct HalfBlocks<'a, T, F> {
+    mt: &'a mut Mt19937,
+    kernel: CpuKernel,
+    out: &'a mut [T],
+    cast: F,
+}
+
+impl<T: Copy, F: Fn(f32) -> T> Kernel for HalfBlocks<'_, T, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let Self {
+            mt,
+            kernel,
+            out,
+            cast,
+        } = self;
+        let mut buf = [0f32; 16];
+        let mut chunks = out.chunks_exact_mut(16);
+        for chunk in &mut chunks {
+            mt.fill_map(&mut buf, uniform_f32);
+            transform_f32::<FMA>(kernel, &mut buf);
+            for (o, &v) in chunk.iter_mut().zip(&buf) {
+                *o = cast(v);
+            }
+        }
+        if !chunks.into_remainder().is_empty() {
+            mt.fill_map(&mut buf, uniform_f32);
+            transform_f32::<FMA>(kernel, &mut buf);
+            let start = out.len().saturating_sub(16);
+            for (o, &v) in out.iter_mut().skip(start).zip(&buf) {
+                *o = cast(v);
+            }
+        }
+    }
+}
+
+/// `rand` float32: the uniforms alone.
+struct RandF32<'a> {
+    mt: &'a mut Mt19937,
+    out: &'a mut [f32],
+}
+
+impl Kernel for RandF32<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        self.mt.fill_map(self.out, uniform_f32);
     }
 }

@@ -23,8 +23,10 @@
 //! where the f64 sum lands exactly halfway between two f32 values, but the kernel's inputs are
 //! finite (each lane gets one of 2²⁴ uniforms) and on every one of them the result equals the
 //! true fma's: the test `wide_fma_is_exact_on_every_input` checks all 2²⁴ (a sampled version
-//! runs by default). With `-C target-feature=+fma` the true fma is used directly. The lanes of
-//! a block go through the kernel together, as arrays, so their dependency chains overlap.
+//! runs by default). On a CPU with AVX2 and FMA, `rng::dispatch` runs a copy of the kernel
+//! compiled with those features, where the true fma (`f32::mul_add`) is one instruction; the
+//! same test checks that copy on all 2²⁴ inputs too. The lanes of a block go through the
+//! kernel together, as arrays, so their dependency chains overlap.
 
 use std::f64::consts::PI;
 
@@ -282,31 +284,41 @@ fn radius_sin_cos_wide(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
     (log_epilogue(lx, lz, e, narrow(ly)), sin, cos)
 }
 
-/// Box–Muller with the AVX2 kernel's arithmetic on one block (a: lanes 0–7, b: lanes 8–15):
-/// a ← r·cos θ, b ← r·sin θ (each `fma(·, 1, 0)`, i.e. + 0, which turns −0 into +0).
+/// (radius, sin θ, cos θ) with the true fma where it is an instruction (`FMA`: the
+/// dispatched AVX2 + FMA path, or a build with the `fma` target feature), in f64 otherwise.
 #[inline(always)]
-fn block_avx2(a: &mut [f32], b: &mut [f32]) {
-    let (mut lo, mut hi) = ([0f32; W], [0f32; W]);
-    lo.copy_from_slice(a);
-    hi.copy_from_slice(b);
-    let (radius, sin, cos) = if cfg!(target_feature = "fma") {
+fn radius_sin_cos<const FMA: bool>(lo: Lanes, hi: Lanes) -> (Lanes, Lanes, Lanes) {
+    if FMA {
         radius_sin_cos_fused(lo, hi)
     } else {
         radius_sin_cos_wide(lo, hi)
-    };
+    }
+}
+
+/// Box–Muller with the AVX2 kernel's arithmetic on one block (a: lanes 0–7, b: lanes 8–15):
+/// a ← r·cos θ, b ← r·sin θ (each `fma(·, 1, 0)`, i.e. + 0, which turns −0 into +0).
+#[inline(always)]
+fn block_avx2<const FMA: bool>(a: &mut [f32], b: &mut [f32]) {
+    let (mut lo, mut hi) = ([0f32; W], [0f32; W]);
+    lo.copy_from_slice(a);
+    hi.copy_from_slice(b);
+    let (radius, sin, cos) = radius_sin_cos::<FMA>(lo, hi);
     a.copy_from_slice(&zip(radius, cos, |r, c| r * c + 0.0));
     b.copy_from_slice(&zip(radius, sin, |r, s| r * s + 0.0));
 }
 
-/// The AVX2 kernel on every 16-block of `data` (`data.len()` a multiple of 16).
-pub(crate) fn fill_avx2(data: &mut [f32]) {
+/// The AVX2 kernel on every 16-block of `data` (`data.len()` a multiple of 16); `FMA` as in
+/// [`dispatch::Kernel`](super::dispatch::Kernel).
+#[inline(always)]
+pub(crate) fn fill_avx2<const FMA: bool>(data: &mut [f32]) {
     for block in data.chunks_exact_mut(16) {
         let (a, b) = block.split_at_mut(W);
-        block_avx2(a, b);
+        block_avx2::<FMA>(a, b);
     }
 }
 
 /// The scalar kernel on every 16-block of `data`.
+#[inline(always)]
 #[allow(clippy::cast_possible_truncation)] // θ = (float)(2π·u₂ in double), as torch
 pub(crate) fn fill_scalar(data: &mut [f32]) {
     for chunk in data.chunks_exact_mut(16) {
@@ -335,6 +347,7 @@ pub(crate) fn fill_f64(data: &mut [f64]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dispatch::{self, Kernel};
     use super::*;
 
     #[test]
@@ -375,7 +388,19 @@ mod tests {
         }
     }
 
-    /// The f64 kernel against the true fma on every `stride`-th of the 2²⁴ uniforms a lane can get
+    /// The kernel's three parts, run through [`dispatch::run`].
+    struct Parts(Lanes);
+
+    impl Kernel for Parts {
+        type Output = (Lanes, Lanes, Lanes);
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> Self::Output {
+            radius_sin_cos::<FMA>(self.0, self.0)
+        }
+    }
+
+    /// The f64 kernel, the portable path and the dispatched path (hardware FMA on an
+    /// AVX2 + FMA CPU) against the true fma (`f32::mul_add`) on every `stride`-th of the 2²⁴ uniforms a lane can get
     /// (u = k·2⁻²⁴): the radius from 1 − u and the sine and cosine of 2π·u. (Each output lane
     /// is r(u₁)·cos θ(u₂) or r(u₁)·sin θ(u₂), so equal parts give equal outputs for all pairs.)
     fn check_wide_fma(stride: u32) -> usize {
@@ -386,14 +411,25 @@ mod tests {
             for (i, v) in (0u32..).zip(u.iter_mut()) {
                 *v = ((k + i * stride) & 0xff_ffff) as f32 / 16_777_216.0;
             }
-            let (fast, exact) = (radius_sin_cos_wide(u, u), radius_sin_cos_fused(u, u));
-            let names = ["radius", "sin", "cos"];
-            for ((f, e), name) in [fast.0, fast.1, fast.2]
-                .iter()
-                .zip([exact.0, exact.1, exact.2])
-                .zip(names)
-            {
-                assert_eq!(f.map(f32::to_bits), e.map(f32::to_bits), "{name} at {u:?}");
+            let exact = radius_sin_cos_fused(u, u);
+            let paths = [
+                ("f64 emulation", radius_sin_cos_wide(u, u)),
+                ("portable path", dispatch::run(Parts(u), false)),
+                ("dispatched path", dispatch::run(Parts(u), true)),
+            ];
+            for (path, got) in paths {
+                let names = ["radius", "sin", "cos"];
+                for ((g, e), name) in [got.0, got.1, got.2]
+                    .iter()
+                    .zip([exact.0, exact.1, exact.2])
+                    .zip(names)
+                {
+                    assert_eq!(
+                        g.map(f32::to_bits),
+                        e.map(f32::to_bits),
+                        "{path}: {name} at {u:?}"
+                    );
+                }
             }
             checked += W;
             k += W as u32 * stride;
@@ -403,6 +439,10 @@ mod tests {
 
     #[test]
     fn wide_fma_is_exact_on_sampled_inputs() {
+        println!(
+            "dispatched path uses AVX2 + FMA: {}",
+            dispatch::simd_available()
+        );
         assert!(check_wide_fma(97) > 170_000);
     }
 
@@ -418,7 +458,10 @@ mod tests {
     fn zero_uniform_gives_plus_zero() {
         // u = 0 ⇒ u₁ = 1, ln 1 = 0, r = √(−0) = −0; torch writes +0 (§A.7 note).
         let mut block = [0f32; 16];
-        fill_avx2(&mut block);
+        fill_avx2::<false>(&mut block);
+        assert!(block.iter().all(|v| v.to_bits() == 0));
+        let mut block = [0f32; 16];
+        fill_avx2::<true>(&mut block);
         assert!(block.iter().all(|v| v.to_bits() == 0));
     }
 }

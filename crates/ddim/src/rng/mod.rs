@@ -46,13 +46,14 @@ use crate::Element;
 
 mod cpu;
 mod cuda;
+mod dispatch;
 mod latents;
 mod mathfun;
 mod mt19937;
 mod philox;
 mod step;
 
-pub use cpu::{CpuKernel, TorchCpuGenerator};
+pub use cpu::{CpuDispatch, CpuKernel, TorchCpuGenerator};
 pub use cuda::{GpuProperties, TorchCudaGenerator};
 pub use latents::{randn_latents, randn_latents_per_item};
 pub use philox::philox4x32_10;

@@ -70,7 +70,8 @@ impl Mt19937 {
     // Every index below is < N by the loop bounds (k + M < N in the first run, k + 1 < N and
     // k + M − N < M in the second).
     #[allow(clippy::indexing_slicing)]
-    fn refill(&mut self) {
+    #[inline(always)] // into `fill_map`, so that it is compiled into the AVX2 + FMA copy too
+    fn refill_inline(&mut self) {
         let st = &mut self.state;
         // k in 0..N−M: reads st[k+1] and st[k+M], neither rewritten yet.
         for k in 0..N - M {
@@ -85,6 +86,12 @@ impl Mt19937 {
             *o = temper(s);
         }
         self.next = 0;
+    }
+
+    /// [`refill_inline`](Self::refill_inline), not inlined (for the one-word draws).
+    #[inline(never)]
+    fn refill(&mut self) {
+        self.refill_inline();
     }
 
     /// The next 32-bit output.
@@ -106,12 +113,13 @@ impl Mt19937 {
     }
 
     /// Fills `dest` with successive outputs, mapped by `f` (a whole state's worth at a time).
-    #[inline]
+    /// Always inlined: `rng::dispatch` compiles it into its AVX2 + FMA copy.
+    #[inline(always)]
     pub(crate) fn fill_map<T>(&mut self, dest: &mut [T], f: impl Fn(u32) -> T) {
         let mut rest = dest;
         while !rest.is_empty() {
             if self.next >= N {
-                self.refill();
+                self.refill_inline();
             }
             let avail = self.out.get(self.next..).unwrap_or(&[]);
             let take = avail.len().min(rest.len());
