@@ -108,6 +108,20 @@ pub enum Error {
         /// The eta of the step.
         eta: f32,
     },
+
+    /// With [`StepOptions::check_finite`](crate::StepOptions::check_finite), an input of the
+    /// step holds NaN or ±∞ (the first one is named).
+    #[error("non-finite input: `{buffer}`[{index}] is {value} at timestep {timestep}")]
+    NonFinite {
+        /// Which buffer: `model_output`, `sample` or `variance_noise`.
+        buffer: &'static str,
+        /// The index of its first NaN or ±∞ value.
+        index: usize,
+        /// That value, widened to `f64`.
+        value: f64,
+        /// The timestep of the step.
+        timestep: usize,
+    },
 }
 
 /// `Result` with the crate's [`Error`].
