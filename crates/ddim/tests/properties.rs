@@ -161,7 +161,7 @@ proptest! {
         prop_assume!(s.set_timesteps(n.min(s.config().num_train_timesteps)).is_ok());
         let t = s.timesteps()[pick.index(s.timesteps().len())];
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let zeros = vec![0.0f32; 16];
+        let zeros = [0.0f32; 16];
         let eta0 = s.step(&m, t, &x, &StepOptions::default()).unwrap();
         let quiet = StepOptions { eta, variance_noise: Some(&zeros[..]), ..Default::default() };
         let noisy = StepOptions { variance_noise: Some(&z[..]), ..quiet };
