@@ -98,7 +98,14 @@ fuzz_target!(|input: Input| {
     };
     let mut scheduler = scheduler.with_prev_timestep_rule(rule);
     if input.num_inference_steps > 0 {
-        let _ = scheduler.set_timesteps(usize::from(input.num_inference_steps));
+        let n = usize::from(input.num_inference_steps);
+        if scheduler.set_timesteps(n).is_ok() {
+            let (ts, t) = (
+                scheduler.timesteps(),
+                scheduler.config().num_train_timesteps,
+            );
+            assert!(ts.len() == n && ts.iter().all(|&s| s < t), "{ts:?}");
+        }
     }
     let index = input.timestep_index as usize;
     let timestep = if input.timestep_kind % 2 == 0 {

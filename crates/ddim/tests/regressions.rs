@@ -57,3 +57,54 @@ fn thresholding_ignores_short_noise_when_eta_is_zero() {
         .unwrap();
     assert_eq!(out, without);
 }
+
+/// Found while writing docs/errors.md (2026-11-27): `steps_offset = 2^64 − 1` (valid JSON)
+/// wrapped to −1 in diffusers' i64 formula, so `set_timesteps(1)` returned timestep
+/// 2^64 − 1, and `steps_offset = 2^63` gave timesteps far above T. Now refused by `validate`.
+#[test]
+fn huge_steps_offset_is_refused_not_wrapped() {
+    for text in [
+        r#"{"steps_offset": 18446744073709551615}"#,
+        r#"{"steps_offset": 9223372036854775808}"#,
+    ] {
+        let config = DdimConfig::from_json_str(text).unwrap();
+        let err = DdimScheduler::new(config).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`steps_offset` must be at most 2147483647"),
+            "{err}"
+        );
+    }
+    // The largest accepted offset cannot overflow either: leading refuses it, the other
+    // spacings ignore it.
+    for spacing in ddim::TimestepSpacing::ALL {
+        let mut s = DdimScheduler::new(DdimConfig {
+            steps_offset: i32::MAX as usize,
+            timestep_spacing: *spacing,
+            ..DdimConfig::default()
+        })
+        .unwrap();
+        for n in [1, 2, 999, 1000] {
+            if s.set_timesteps(n).is_ok() {
+                assert!(s.timesteps().iter().all(|&t| t < 1000), "{spacing} {n}");
+            }
+        }
+    }
+}
+
+/// Found by the property tests (2026-11-27): `rescale_betas_zero_snr` with
+/// `num_train_timesteps = 1` divides by √ᾱ₀ − √ᾱ₀ = 0 and gave β = NaN, reported as a bad
+/// `beta_end`. Now refused naming the real cause.
+#[test]
+fn zero_snr_rescale_with_one_timestep_is_refused() {
+    let err = DdimScheduler::new(DdimConfig {
+        num_train_timesteps: 1,
+        rescale_betas_zero_snr: true,
+        ..DdimConfig::default()
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("`rescale_betas_zero_snr` needs"),
+        "{err}"
+    );
+}

@@ -46,6 +46,9 @@ impl Row {
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Some(path) = &args.plot {
+        crate::atomic::check_writable(path)?;
+    }
     let config = args.config.load_and_warn()?;
     let mut scheduler = DdimScheduler::new(config)?;
     scheduler.set_timesteps(args.steps)?;
