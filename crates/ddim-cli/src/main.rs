@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod atomic;
 mod commands;
 mod config_args;
 mod policy_args;
@@ -47,10 +48,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap prints them to stdout (exit 0).
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Usage errors: one line on stderr, exit 2.
+            eprintln!("{}", usage_error_line(&e.render().to_string()));
+            return ExitCode::from(2);
         }
     };
     let mut stdout = std::io::stdout().lock();
@@ -72,6 +78,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's usage error on one line: its lines up to the usage summary, joined, and a pointer
+/// to `--help`.
+fn usage_error_line(rendered: &str) -> String {
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("{} (see --help)", lines.join(" "))
 }
 
 /// The error and its causes on one line.

@@ -165,8 +165,9 @@ impl DdimConfig {
     /// [`Error::InvalidConfig`] naming the key when `num_train_timesteps` is 0, a float is NaN
     /// or infinite, `beta_start`/`beta_end` is negative (or, for `scaled_linear`, has no square
     /// root), `trained_betas` has a length other than `num_train_timesteps`,
-    /// `dynamic_thresholding_ratio` is outside `[0, 1]`, or `clip_sample_range` /
-    /// `sample_max_value` is not positive.
+    /// `dynamic_thresholding_ratio` is outside `[0, 1]`, `clip_sample_range` /
+    /// `sample_max_value` is not positive, `steps_offset` exceeds 2³¹ − 1, or
+    /// `rescale_betas_zero_snr` is set with a single timestep.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &'static str, reason: String| Err(Error::InvalidConfig { key, reason });
         if self.num_train_timesteps == 0 {
@@ -178,6 +179,25 @@ impl DdimConfig {
                 format!(
                     "must be at most {}, got {}",
                     i32::MAX,
+                    self.num_train_timesteps
+                ),
+            );
+        }
+        // Beyond this a `leading` timestep t·⌊T/n⌋ + steps_offset no longer fits the i64
+        // arithmetic of diffusers' formula (2^64 − 1 wrapped to timestep 2^64 − 1); any offset
+        // of T or more is refused by set_timesteps for `leading` anyway.
+        if self.steps_offset > i32::MAX as usize {
+            return bad(
+                "steps_offset",
+                format!("must be at most {}, got {}", i32::MAX, self.steps_offset),
+            );
+        }
+        if self.rescale_betas_zero_snr && self.num_train_timesteps < 2 {
+            return bad(
+                "rescale_betas_zero_snr",
+                format!(
+                    "needs num_train_timesteps >= 2 (it maps the last of them to alpha_bar = 0 \
+                     and keeps the first), got {}",
                     self.num_train_timesteps
                 ),
             );

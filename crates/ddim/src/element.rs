@@ -9,6 +9,22 @@
 use std::fmt::Debug;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
+/// `x` rounded to the nearest `f32` (±∞ beyond its range, NaN kept): torch's `float64 →
+/// float32` conversion, which β, ᾱ and the config's Python floats go through.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the rounding is the intent
+pub(crate) fn round_to_f32(x: f64) -> f32 {
+    x as f32
+}
+
+/// `x` (a rank or a position computed in `f64`) as an index, clamped to `[0, max]`; NaN gives 0.
+/// Rust's float-to-integer `as` saturates and maps NaN to 0, so nothing wraps.
+#[inline]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // saturating, then clamped
+pub(crate) fn index_from_f64(x: f64, max: usize) -> usize {
+    (x as usize).min(max)
+}
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -65,6 +81,8 @@ macro_rules! compute_impl {
                 value as $t
             }
             #[inline(always)]
+            // Rounding f64 to the compute type (nearest; ±∞ beyond its range) is the intent.
+            #[allow(clippy::cast_possible_truncation)]
             fn from_f64(value: f64) -> Self {
                 value as $t
             }

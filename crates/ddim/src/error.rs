@@ -260,6 +260,19 @@ pub enum Error {
     #[cfg(feature = "candle")]
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    /// With [`StepOptions::check_finite`](crate::StepOptions::check_finite), an input of the
+    /// step holds NaN or ±∞ (the first one is named).
+    #[error("non-finite input: `{buffer}`[{index}] is {value} at timestep {timestep}")]
+    NonFinite {
+        /// Which buffer: `model_output`, `sample` or `variance_noise`.
+        buffer: &'static str,
+        /// The index of its first NaN or ±∞ value.
+        index: usize,
+        /// That value, widened to `f64`.
+        value: f64,
+        /// The timestep of the step.
+        timestep: usize,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

@@ -143,8 +143,27 @@ fn element_thresholded<C: Compute, const P: u8, const U: bool, const Z: bool>(
     (x0, update::<C, U, Z>(k, x0, eps, x, z))
 }
 
-/// The serial loop of one mode combination. In the `THRESHOLD` mode, `x0_out` holds the
-/// unbounded x̂₀ on entry.
+/// One element of the serial loop: writes x̂₀ to `x0_out` and x_{t_prev} to `prev_out`.
+#[inline(always)]
+fn store<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
+    k: &Scalars<E::Compute>,
+    (prev_out, x0_out): (&mut E, &mut E),
+    m: E,
+    x: E,
+    z: E::Compute,
+) {
+    let (m, x) = (m.to_compute(), x.to_compute());
+    let (x0, prev) = if B == THRESHOLD {
+        element_thresholded::<E::Compute, P, U, Z>(k, x0_out.to_compute(), m, x, z)
+    } else {
+        element::<E::Compute, P, B, U, Z>(k, m, x, z)
+    };
+    *x0_out = E::from_compute(x0);
+    *prev_out = E::from_compute(prev);
+}
+
+/// The serial loop of one mode combination over buffers of one length (`noise` is empty
+/// unless `Z`). In the `THRESHOLD` mode, `x0_out` holds the unbounded x̂₀ on entry.
 fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
     k: &Scalars<E::Compute>,
     model_output: &[E],
@@ -153,23 +172,22 @@ fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: b
     prev_out: &mut [E],
     x0_out: &mut [E],
 ) {
-    let n = prev_out.len();
-    let (m, x, x0_out) = (&model_output[..n], &sample[..n], &mut x0_out[..n]);
-    let z = if Z { &noise[..n] } else { &[][..] };
-    for i in 0..n {
-        let zi = if Z {
-            z[i].to_compute()
-        } else {
-            <E::Compute as Compute>::ZERO
-        };
-        let (mi, xi) = (m[i].to_compute(), x[i].to_compute());
-        let (x0, prev) = if B == THRESHOLD {
-            element_thresholded::<E::Compute, P, U, Z>(k, x0_out[i].to_compute(), mi, xi, zi)
-        } else {
-            element::<E::Compute, P, B, U, Z>(k, mi, xi, zi)
-        };
-        x0_out[i] = E::from_compute(x0);
-        prev_out[i] = E::from_compute(prev);
+    debug_assert!(
+        model_output.len() == prev_out.len()
+            && sample.len() == prev_out.len()
+            && x0_out.len() == prev_out.len()
+            && (!Z || noise.len() == prev_out.len())
+    );
+    let outputs = prev_out.iter_mut().zip(x0_out.iter_mut());
+    let inputs = model_output.iter().zip(sample);
+    if Z {
+        for ((out, (&m, &x)), &z) in outputs.zip(inputs).zip(noise) {
+            store::<E, P, B, U, Z>(k, out, m, x, z.to_compute());
+        }
+    } else {
+        for (out, (&m, &x)) in outputs.zip(inputs) {
+            store::<E, P, B, U, Z>(k, out, m, x, <E::Compute as Compute>::ZERO);
+        }
     }
 }
 
@@ -217,11 +235,14 @@ fn run<E: Element>(
         use rayon::prelude::*;
         prev.par_chunks_mut(PARALLEL_CHUNK)
             .zip(x0.par_chunks_mut(PARALLEL_CHUNK))
+            .zip(m.par_chunks(PARALLEL_CHUNK))
+            .zip(x.par_chunks(PARALLEL_CHUNK))
             .enumerate()
-            .for_each(|(i, (p, o))| {
-                let r = i * PARALLEL_CHUNK..i * PARALLEL_CHUNK + p.len();
-                let z = if z.is_empty() { z } else { &z[r.clone()] };
-                f(k, &m[r.clone()], &x[r], z, p, o);
+            .for_each(|(i, (((p, o), m), x))| {
+                // The noise, when there is any, is as long as the other buffers.
+                let start = i * PARALLEL_CHUNK;
+                let z = z.get(start..start + p.len()).unwrap_or(&[]);
+                f(k, m, x, z, p, o);
             });
         return;
     }
@@ -335,17 +356,17 @@ fn recover_partition<E: Element, const P: u8>(
     (low, high): (E::Compute, E::Compute),
     scratch: &mut [E],
 ) -> Partition {
-    let n = x0_out.len();
-    let (m, x, scratch) = (&m[..n], &x[..n], &mut scratch[..n]);
     let (mut has_nan, mut below, mut candidates) = (false, 0, 0);
     // In chunks that stay in L1: a vectorisable loop computes x̂₀ (the division is the
     // costly part), then a branch-free loop compacts the values between the pivots.
     const CHUNK: usize = 512;
-    for start in (0..n).step_by(CHUNK) {
-        let end = (start + CHUNK).min(n);
-        let out = &mut x0_out[start..end];
+    let chunks = x0_out
+        .chunks_mut(CHUNK)
+        .zip(m.chunks(CHUNK))
+        .zip(x.chunks(CHUNK));
+    for ((out, m), x) in chunks {
         let mut below_in_chunk = 0u32;
-        for ((o, &mi), &xi) in out.iter_mut().zip(&m[start..end]).zip(&x[start..end]) {
+        for ((o, &mi), &xi) in out.iter_mut().zip(m).zip(x) {
             let x0 =
                 E::from_compute(recover::<E::Compute, P>(k, mi.to_compute(), xi.to_compute()).0);
             *o = x0;
@@ -354,7 +375,7 @@ fn recover_partition<E: Element, const P: u8>(
             below_in_chunk += u32::from(a < low);
         }
         below += below_in_chunk as usize;
-        if (below_in_chunk as usize) < end - start {
+        if (below_in_chunk as usize) < out.len() {
             // Most blocks hold nothing at or above the low pivot: one branch-free test per
             // block of 16 skips them; the rest are compacted element by element.
             for block in out.chunks(16) {
@@ -367,7 +388,11 @@ fn recover_partition<E: Element, const P: u8>(
                 for &x0 in block {
                     let a = x0.to_compute().abs();
                     if a >= low && a <= high {
-                        scratch[candidates] = E::from_compute(a);
+                        // `scratch` is as long as the item; a shorter one makes the caller
+                        // fall back to the plain selection (candidates > its length).
+                        if let Some(s) = scratch.get_mut(candidates) {
+                            *s = E::from_compute(a);
+                        }
                         candidates += 1;
                     }
                 }

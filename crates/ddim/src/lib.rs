@@ -77,12 +77,40 @@
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
+// No panic paths on user input: no unwrap/expect/panic, no unchecked indexing, no lossy casts.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss
+    )
+)]
 
 pub mod backend;
+// lint debt: fixed after the issue-options merge
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod coefficients;
 pub mod config;
 pub mod element;
 pub mod error;
+mod finite;
 pub mod guidance;
 pub mod img2img;
 pub mod interpolate;
@@ -92,8 +120,30 @@ mod parallel;
 pub mod policy;
 pub mod rng;
 pub mod schedule;
+// lint debt: fixed after the issue-options merge
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod scheduler;
 mod threshold;
+// lint debt: fixed after the issue-options merge
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 pub mod timesteps;
 
 pub use coefficients::StepCoefficients;

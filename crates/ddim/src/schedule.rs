@@ -7,6 +7,7 @@
 //! * `torch.cumprod` on CPU accumulates in f64 and rounds each partial product to f32.
 
 use crate::config::{BetaSchedule, DdimConfig};
+use crate::element::round_to_f32;
 
 /// `torch.linspace(start, end, steps, dtype=float32)` on an x86 CPU with AVX2/AVX512:
 /// the first half is `start + step·i`, the second `end − step·(steps−1−i)`, each one fused
@@ -17,7 +18,7 @@ use crate::config::{BetaSchedule, DdimConfig};
 /// assert_eq!(v, [0.0, 0.25, 0.5, 0.75, 1.0]);
 /// ```
 pub fn linspace_f32(start: f64, end: f64, steps: usize) -> Vec<f32> {
-    let (start, end) = (start as f32, end as f32);
+    let (start, end) = (round_to_f32(start), round_to_f32(end));
     match steps {
         0 => Vec::new(),
         1 => vec![start],
@@ -51,7 +52,7 @@ pub fn cosine_betas(num_train_timesteps: usize) -> Vec<f32> {
     (0..num_train_timesteps)
         .map(|i| {
             let beta = 1.0 - cosine_alpha_bar((i + 1) as f64 / t) / cosine_alpha_bar(i as f64 / t);
-            beta.min(0.999) as f32
+            round_to_f32(beta.min(0.999))
         })
         .collect()
 }
@@ -59,7 +60,7 @@ pub fn cosine_betas(num_train_timesteps: usize) -> Vec<f32> {
 /// The β schedule a config describes (before any zero-SNR rescale).
 pub fn betas(config: &DdimConfig) -> Vec<f32> {
     if let Some(trained) = &config.trained_betas {
-        return trained.iter().map(|&b| b as f32).collect();
+        return trained.iter().map(|&b| round_to_f32(b)).collect();
     }
     let t = config.num_train_timesteps;
     match config.beta_schedule {
@@ -81,7 +82,7 @@ pub fn alphas_cumprod(betas: &[f32]) -> Vec<f32> {
         .iter()
         .map(|&b| {
             acc *= f64::from(1.0f32 - b);
-            acc as f32
+            round_to_f32(acc)
         })
         .collect()
 }
@@ -94,19 +95,19 @@ pub fn alphas_cumprod(betas: &[f32]) -> Vec<f32> {
 /// Every operation is f32 in diffusers' order. diffusers' torch CPU `sqrt` is not correctly
 /// rounded; this uses IEEE `sqrt`, so results may differ from diffusers by a few ulps.
 pub fn rescale_zero_terminal_snr(betas: &[f32]) -> Vec<f32> {
-    if betas.is_empty() {
-        return Vec::new();
-    }
     let mut sqrt_ab: Vec<f32> = alphas_cumprod(betas).into_iter().map(f32::sqrt).collect();
-    let first = sqrt_ab[0];
-    let last = sqrt_ab[sqrt_ab.len() - 1];
+    let (Some(&first), Some(&last)) = (sqrt_ab.first(), sqrt_ab.last()) else {
+        return Vec::new();
+    };
     let scale = first / (first - last);
     for s in &mut sqrt_ab {
         *s = (*s - last) * scale;
     }
     let ab: Vec<f32> = sqrt_ab.iter().map(|s| s * s).collect();
-    std::iter::once(ab[0])
-        .chain(ab.windows(2).map(|w| w[1] / w[0]))
+    ab.first()
+        .copied()
+        .into_iter()
+        .chain(ab.iter().zip(ab.iter().skip(1)).map(|(a0, a1)| a1 / a0))
         .map(|alpha| 1.0 - alpha)
         .collect()
 }

@@ -56,6 +56,11 @@ pub struct StepOptions<'a, T = f32> {
     pub variance_noise: Option<&'a [T]>,
     /// How many samples the buffers hold, batch-major; dynamic thresholding is per sample.
     pub batch_size: usize,
+    /// Refuse NaN and ±∞ in `model_output`, `sample` and (when used) `variance_noise` with
+    /// [`Error::NonFinite`], naming the buffer, the first bad index, its value and the
+    /// timestep. Off by default: like torch, a step then propagates NaN and ∞ to its outputs
+    /// (one pass over the inputs when on).
+    pub check_finite: bool,
 }
 
 impl<T> Default for StepOptions<'_, T> {
@@ -65,6 +70,7 @@ impl<T> Default for StepOptions<'_, T> {
             use_clipped_model_output: false,
             variance_noise: None,
             batch_size: 1,
+            check_finite: false,
         }
     }
 }
@@ -550,7 +556,8 @@ impl DdimScheduler {
     /// [`Error::TimestepsNotSet`], [`Error::TimestepOutOfRange`], [`Error::LengthMismatch`]
     /// when `model_output` or the noise is not as long as `sample`,
     /// [`Error::BatchSizeMismatch`], [`Error::InvalidStepOption`] for a bad η, and
-    /// [`Error::MissingNoise`] when η > 0 and no noise was given.
+    /// [`Error::MissingNoise`] when η > 0 and no noise was given; with
+    /// [`StepOptions::check_finite`], [`Error::NonFinite`] for NaN or ±∞ in an input.
     pub fn step<T: Element>(
         &self,
         model_output: &[T],
@@ -627,7 +634,7 @@ impl DdimScheduler {
         self.step(model_output, timestep, sample, options)
     }
 
-    fn check_step<T>(
+    fn check_step<T: Element>(
         &self,
         model_output: &[T],
         timestep: usize,
@@ -644,6 +651,15 @@ impl DdimScheduler {
             check_len("variance_noise", sample.len(), noise.len())?;
         }
         check_batch(options.batch_size, sample.len())?;
+        if options.check_finite {
+            crate::finite::check_finite("model_output", model_output, timestep)?;
+            crate::finite::check_finite("sample", sample, timestep)?;
+            if options.eta > 0.0 {
+                if let Some(noise) = options.variance_noise {
+                    crate::finite::check_finite("variance_noise", noise, timestep)?;
+                }
+            }
+        }
         Ok(coefficients)
     }
 
@@ -714,7 +730,8 @@ impl DdimScheduler {
             use_clipped_model_output: options.use_clipped_model_output,
             add_noise: options.eta > 0.0,
         };
-        let noise = options.variance_noise;
+        // Only an η > 0 step uses (and length-checks) the noise.
+        let noise = options.variance_noise.filter(|_| options.eta > 0.0);
         if !config.thresholding {
             kernel::ddim_update(
                 rule,

@@ -5,7 +5,7 @@
 //! instead of a full sort, and mostly within the pass that computes x̂₀.
 
 use crate::config::PredictionType;
-use crate::element::{Compute, Element};
+use crate::element::{index_from_f64, Compute, Element};
 use crate::kernel::{self, Scalars};
 
 /// `torch.quantile(|row|, q)` with linear interpolation, in O(len) by selection, using
@@ -25,7 +25,10 @@ pub(crate) fn abs_quantile<E: Element>(row: &[E], q: f64, scratch: &mut [E]) -> 
         return E::Compute::from_f64(f64::NAN);
     }
     let ranks = Ranks::new(row.len(), q);
-    ranks.select(&mut scratch[..row.len()], 0)
+    match scratch.get_mut(..row.len()) {
+        Some(values) => ranks.select(values, 0),
+        None => E::Compute::from_f64(f64::NAN), // callers pass scratch as long as the row
+    }
 }
 
 /// The two order statistics `torch.quantile` interpolates between.
@@ -37,11 +40,13 @@ struct Ranks {
 }
 
 impl Ranks {
+    /// The ranks of quantile `q ∈ [0, 1]` among `n` values (clamped to `[0, n − 1]`).
     fn new(n: usize, q: f64) -> Self {
-        let rank = q * (n - 1) as f64;
+        let last = n.saturating_sub(1);
+        let rank = q * last as f64;
         Self {
-            lo: rank.floor() as usize,
-            hi: rank.ceil() as usize,
+            lo: index_from_f64(rank.floor(), last),
+            hi: index_from_f64(rank.ceil(), last),
             weight: rank - rank.floor(),
         }
     }
@@ -49,7 +54,11 @@ impl Ranks {
     /// The quantile from `values`, which hold the elements of ranks `offset..offset + len`.
     fn select<E: Element>(&self, values: &mut [E], offset: usize) -> E::Compute {
         let order = |a: &E, b: &E| a.to_compute().total_cmp(&b.to_compute());
-        let (_, lo_value, above) = values.select_nth_unstable_by(self.lo - offset, order);
+        // Callers pass values holding rank `lo`; anything else has no quantile.
+        let Some(lo) = self.lo.checked_sub(offset).filter(|&i| i < values.len()) else {
+            return E::Compute::from_f64(f64::NAN);
+        };
+        let (_, lo_value, above) = values.select_nth_unstable_by(lo, order);
         let lo_value = lo_value.to_compute().to_f64();
         let hi_value = if self.hi == self.lo {
             lo_value
@@ -111,7 +120,9 @@ pub(crate) fn recover_x0_and_quantile<E: Element>(
         return E::Compute::from_f64(f64::NAN);
     }
     if pivots.is_some() && ranks.lo >= part.below && ranks.hi < part.below + part.candidates {
-        return ranks.select(&mut scratch[..part.candidates], part.below);
+        if let Some(candidates) = scratch.get_mut(..part.candidates) {
+            return ranks.select(candidates, part.below);
+        }
     }
     abs_quantile(x0_out, q, scratch)
 }
@@ -129,14 +140,14 @@ fn pivots<E: Element>(
     let size = (n / 64).clamp(MIN_SAMPLE, MAX_SAMPLE);
     let stratum = n / size;
     let mut buffer = [E::Compute::ZERO; MAX_SAMPLE];
-    let values = &mut buffer[..size];
+    let values = buffer.get_mut(..size)?;
     let mut state = 0x9e37_79b9_u32;
     // One position per stratum of n/size elements, jittered within it: spread over the
     // whole item (no bias from image structure), in increasing order (prefetch-friendly).
     for (j, v) in values.iter_mut().enumerate() {
         state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         let i = j * stratum + ((u64::from(state) * stratum as u64) >> 32) as usize;
-        *v = kernel::recover_one(prediction, k, model_output[i], sample[i]).abs();
+        *v = kernel::recover_one(prediction, k, *model_output.get(i)?, *sample.get(i)?).abs();
         if v.is_nan() {
             return None;
         }
@@ -150,14 +161,17 @@ fn pivots<E: Element>(
     let (high, end) = if high >= size as f64 {
         (E::Compute::INFINITY, size)
     } else {
-        let h = high as usize;
+        let h = index_from_f64(high, size - 1);
         (*values.select_nth_unstable_by(h, order).1, h)
     };
-    // After that selection, `values[..end]` holds the values at most `high`.
+    // After that selection, `values[..end]` holds the values at most `high` (end ≥ 2: the
+    // spread is at least 2).
     let low = if low < 0.0 {
         E::Compute::ZERO
     } else {
-        *values[..end].select_nth_unstable_by(low as usize, order).1
+        let below_high = values.get_mut(..end).filter(|v| !v.is_empty())?;
+        let l = index_from_f64(low, below_high.len() - 1);
+        *below_high.select_nth_unstable_by(l, order).1
     };
     Some((low, high))
 }

@@ -34,6 +34,7 @@ fn step_into_does_not_allocate() {
                         use_clipped_model_output: ucmo,
                         variance_noise: Some(&z),
                         batch_size: batch,
+                        ..Default::default()
                     };
                     let info = allocation_counter::measure(|| {
                         for &t in &scheduler.timesteps()[..3] {

@@ -282,6 +282,7 @@ fn steps_match_diffusers() {
             use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
             variance_noise: noise,
             batch_size: usize_of(&case["batch_size"]),
+            ..Default::default()
         };
         let t = usize_of(&case["timestep"]);
         let (m, x) = (fx.f32(&case["model_output"]), fx.f32(&case["sample"]));
@@ -440,6 +441,7 @@ fn full_loops_match_diffusers() {
                 use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
                 variance_noise: noise.map(|z| &z[i * x.len()..(i + 1) * x.len()]),
                 batch_size: usize_of(&case["batch_size"]),
+                ..Default::default()
             };
             x = scheduler.step(&m, t, &x, &options).unwrap().prev_sample;
         }

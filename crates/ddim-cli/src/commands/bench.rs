@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use ddim::{DdimConfig, DdimScheduler, StepOptions};
 use serde_json::json;
 
@@ -166,6 +165,9 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        crate::atomic::check_writable(path)?;
+    }
     let shapes = if args.quick {
         &SHAPES[..2]
     } else {
@@ -221,8 +223,10 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             })
             .collect();
         let doc = json!({"implementation": "ddim", "threads": threads, "results": results});
-        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::atomic::write(
+            path,
+            (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
+        )?;
     }
     Ok(())
 }

@@ -139,6 +139,7 @@ pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    crate::atomic::check_writable(&args.output)?;
     match args.experiment {
         Experiment::Table => run_table(args, out),
         Experiment::ZeroSnr => super::zero_snr::run(args, out),

@@ -76,6 +76,7 @@ pub(crate) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::atomic::check_writable(&args.output)?;
     let config = args.config.load_and_warn()?;
     let scheduler = args.policy.scheduler(config, args.steps)?;
     let steps = scheduler.timesteps().len();

@@ -49,6 +49,9 @@ impl Row {
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Some(path) = &args.plot {
+        crate::atomic::check_writable(path)?;
+    }
     let config = args.config.load_and_warn()?;
     let scheduler = args.policy.for_inspection().scheduler(config, args.steps)?;
     let rows = scheduler

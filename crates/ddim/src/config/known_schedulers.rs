@@ -29,6 +29,8 @@ pub(crate) struct SchedulerClass {
 /// whose tests passed.
 pub(crate) fn known_schedulers() -> &'static KnownSchedulers {
     static TABLE: OnceLock<KnownSchedulers> = OnceLock::new();
+    // The table is compiled in (not user input) and parsed by the unit test below.
+    #[allow(clippy::expect_used)]
     TABLE.get_or_init(|| {
         serde_json::from_str(TABLE_JSON).expect("known_schedulers.json is generated and valid")
     })

@@ -17,31 +17,37 @@ pub(crate) fn python_float_repr(x: f64) -> String {
     }
     // Rust's `{:e}` gives the shortest round-trip digits: "d.ddddde-5".
     let sci = format!("{x:e}");
-    let (mantissa, exponent) = sci.split_once('e').expect("`{:e}` always has an exponent");
-    let exponent: i32 = exponent.parse().expect("`{:e}` exponent is an integer");
+    // `{:e}` always has an integer exponent; Rust's own form is the fallback all the same.
+    let Some((mantissa, exponent)) = sci.split_once('e') else {
+        return sci;
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return sci;
+    };
     let (sign, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => ("-", m),
         None => ("", mantissa),
     };
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     if (-4..16).contains(&exponent) {
-        let point = exponent + 1; // digits before the decimal point
-        if point <= 0 {
-            format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
-        } else if point as usize >= digits.len() {
-            format!(
-                "{sign}{digits}{}.0",
-                "0".repeat(point as usize - digits.len())
-            )
-        } else {
-            let (int, frac) = digits.split_at(point as usize);
-            format!("{sign}{int}.{frac}")
+        // digits before the decimal point: exponent + 1 (none when the exponent is negative)
+        match usize::try_from(exponent + 1) {
+            Ok(point) if point > 0 => match digits.split_at_checked(point) {
+                Some((int, frac)) if !frac.is_empty() => format!("{sign}{int}.{frac}"),
+                _ => format!(
+                    "{sign}{digits}{}.0",
+                    "0".repeat(point.saturating_sub(digits.len()))
+                ),
+            },
+            _ => {
+                let zeros = usize::try_from(-1 - exponent).unwrap_or(0);
+                format!("{sign}0.{}{digits}", "0".repeat(zeros))
+            }
         }
     } else {
-        let mantissa = if digits.len() == 1 {
-            digits
-        } else {
-            format!("{}.{}", &digits[..1], &digits[1..])
+        let mantissa = match digits.split_at_checked(1) {
+            Some((first, rest)) if !rest.is_empty() => format!("{first}.{rest}"),
+            _ => digits,
         };
         let exp_sign = if exponent < 0 { '-' } else { '+' };
         format!("{sign}{mantissa}e{exp_sign}{:02}", exponent.abs())
@@ -80,17 +86,17 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
         }
         Value::Object(map) if map.is_empty() => out.push_str("{}"),
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             // Python sorts str keys by code point; Rust's `str` order is by UTF-8 bytes, which
             // is the same order.
-            keys.sort();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
             out.push('{');
-            for (i, key) in keys.iter().enumerate() {
+            for (i, (key, item)) in entries.into_iter().enumerate() {
                 out.push_str(if i == 0 { "\n" } else { ",\n" });
                 indent(out, depth + 1);
                 write_string(out, key);
                 out.push_str(": ");
-                write_value(out, &map[key.as_str()], depth + 1);
+                write_value(out, item, depth + 1);
             }
             out.push('\n');
             indent(out, depth);

@@ -11,7 +11,6 @@ pub(crate) mod strips;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -65,7 +64,7 @@ pub(crate) fn write_png(
         root.present()?;
     }
     let png = encode_png(&rgb, width, height)?;
-    std::fs::write(path, png).with_context(|| format!("cannot write {}", path.display()))
+    crate::atomic::write(path, &png)
 }
 
 fn encode_png(rgb: &[u8], width: u32, height: u32) -> anyhow::Result<Vec<u8>> {

@@ -1,0 +1,110 @@
+//! Inputs the fuzz targets (fuzz/, `tools/fuzz.sh`) crashed on, inlined, one test each, so
+//! the fixes stay fixed in the normal test suite. Each test names its target and the date;
+//! RELIABILITY.md lists them.
+
+use ddim::{DdimConfig, DdimScheduler, StepOptions};
+
+/// `step` (2026-11-27): thresholding, η = 0 and a `variance_noise` shorter than the sample.
+/// With η = 0 the noise is unused (so its length is not checked, as in diffusers), but the
+/// thresholded path sliced it per batch item: "range end index 10 out of range for slice of
+/// length 3".
+#[test]
+fn thresholding_ignores_short_noise_when_eta_is_zero() {
+    let config = DdimConfig {
+        num_train_timesteps: 778,
+        thresholding: true,
+        rescale_betas_zero_snr: true,
+        ..DdimConfig::stable_diffusion()
+    };
+    let mut scheduler = DdimScheduler::new(config).unwrap();
+    scheduler.set_timesteps(87).unwrap();
+    let t = scheduler.timesteps()[1];
+    let model_output = [
+        1e-45,
+        237100830000000.0,
+        -1948986200.0,
+        -22051638.0,
+        -26711958.0,
+        -26711958.0,
+        -26711958.0,
+        -26711958.0,
+        -26646422.0,
+        236770120000000.0,
+    ];
+    let sample = [
+        1.3454404e22,
+        -2.0337267e-34,
+        -2.0392198e-34,
+        -2.0392198e-34,
+        -2.0392198e-34,
+        1.5651012e-32,
+        236665580000000.0,
+        236770120000000.0,
+        -2.0412071e-34,
+        1.4349734e-20,
+    ];
+    let noise = [1.509e-41, 362087450000000.0, 230173050000000.0];
+    let with_noise = StepOptions {
+        variance_noise: Some(&noise[..]),
+        ..Default::default()
+    };
+    let out = scheduler
+        .step(&model_output, t, &sample, &with_noise)
+        .unwrap();
+    // The unused noise changes nothing.
+    let without = scheduler
+        .step(&model_output, t, &sample, &StepOptions::default())
+        .unwrap();
+    assert_eq!(out, without);
+}
+
+/// Found while writing docs/errors.md (2026-11-27): `steps_offset = 2^64 − 1` (valid JSON)
+/// wrapped to −1 in diffusers' i64 formula, so `set_timesteps(1)` returned timestep
+/// 2^64 − 1, and `steps_offset = 2^63` gave timesteps far above T. Now refused by `validate`.
+#[test]
+fn huge_steps_offset_is_refused_not_wrapped() {
+    for text in [
+        r#"{"steps_offset": 18446744073709551615}"#,
+        r#"{"steps_offset": 9223372036854775808}"#,
+    ] {
+        let config = DdimConfig::from_json_str(text).unwrap();
+        let err = DdimScheduler::new(config).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`steps_offset` must be at most 2147483647"),
+            "{err}"
+        );
+    }
+    // The largest accepted offset cannot overflow either: leading refuses it, the other
+    // spacings ignore it.
+    for spacing in ddim::TimestepSpacing::ALL {
+        let mut s = DdimScheduler::new(DdimConfig {
+            steps_offset: i32::MAX as usize,
+            timestep_spacing: *spacing,
+            ..DdimConfig::default()
+        })
+        .unwrap();
+        for n in [1, 2, 999, 1000] {
+            if s.set_timesteps(n).is_ok() {
+                assert!(s.timesteps().iter().all(|&t| t < 1000), "{spacing} {n}");
+            }
+        }
+    }
+}
+
+/// Found by the property tests (2026-11-27): `rescale_betas_zero_snr` with
+/// `num_train_timesteps = 1` divides by √ᾱ₀ − √ᾱ₀ = 0 and gave β = NaN, reported as a bad
+/// `beta_end`. Now refused naming the real cause.
+#[test]
+fn zero_snr_rescale_with_one_timestep_is_refused() {
+    let err = DdimScheduler::new(DdimConfig {
+        num_train_timesteps: 1,
+        rescale_betas_zero_snr: true,
+        ..DdimConfig::default()
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("`rescale_betas_zero_snr` needs"),
+        "{err}"
+    );
+}
