@@ -23,8 +23,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use backends::{Backend, Dtype, Slice};
-use common::{config, Fixtures};
-use ddim::{DdimScheduler, PredictionType, StepCoefficients};
+use common::{config, parity_scheduler, Fixtures};
+use ddim::{PredictionType, StepCoefficients};
 use serde_json::Value;
 
 fn all_backends() -> Vec<Box<dyn Backend>> {
@@ -232,7 +232,7 @@ fn steps_conform() {
     let mut table = Table::new();
     for case in fx.section("step_cases") {
         let id = case["id"].as_str().unwrap();
-        let mut scheduler = DdimScheduler::new(config(&case["config"])).unwrap();
+        let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         if scheduler.set_timesteps(usize_of(&case["n"])).is_err() {
             continue; // leading + steps_offset reaching T: refused (golden.rs checks why)
         }
@@ -295,7 +295,7 @@ fn add_noise_and_velocity_conform() {
         ("velocity_cases", "sample", true),
     ] {
         for case in fx.section(section) {
-            let Ok(scheduler) = DdimScheduler::new(config(&case["config"])) else {
+            let Ok(scheduler) = parity_scheduler(config(&case["config"])) else {
                 continue; // β outside [0, 1]: refused, see golden.rs
             };
             let ts: Vec<usize> = case["timesteps"]
@@ -335,7 +335,7 @@ fn loops_conform() {
     let mut worst: BTreeMap<String, (f64, bool)> = BTreeMap::new();
     for case in fx.section("loops") {
         let id = case["id"].as_str().unwrap();
-        let mut scheduler = DdimScheduler::new(config(&case["config"])).unwrap();
+        let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
         let timesteps: Vec<usize> = case["timesteps"]
             .as_array()
