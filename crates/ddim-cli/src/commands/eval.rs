@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ddim::VarianceKind;
-use ddim_exact::{ddim_sample, Dataset, Evaluator, Metrics};
+use ddim_exact::{Dataset, Metrics};
 use rayon::prelude::*;
 use serde_json::json;
 
 use super::plot;
-use super::sample::{check_finite, evaluation_rng, parse_eta, progress_bar, sampling_rng};
+use super::report::{
+    evaluators, sample_checked, spread, spread_points, summary_json, write_json, write_steps_header,
+};
+use super::sample::{parse_eta, progress_bar};
 use crate::config_args::ConfigArgs;
 use crate::policy_args::PolicyArgs;
 
@@ -181,15 +184,7 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     // One reference set and one noise floor per seed; every cell of a seed starts from the
     // same x_T (common random numbers), so differences between cells are the sampler's.
     let seeds: Vec<u64> = (0..args.seeds).collect();
-    let evaluators: Vec<(Evaluator<'_>, Metrics)> = seeds
-        .par_iter()
-        .map(|&seed| {
-            let mut rng = evaluation_rng(seed);
-            let evaluator = Evaluator::new(&mixture, n, &mut rng);
-            let floor = evaluator.noise_floor(n, &mut rng)?;
-            Ok((evaluator, floor))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let evaluators = evaluators(&mixture, n, &seeds)?;
     let (n_etas, n_steps) = (rows.len(), steps.len());
     let mut tasks: Vec<(usize, usize, usize)> = (0..seeds.len())
         .flat_map(|s| (0..n_etas).flat_map(move |e| (0..n_steps).map(move |k| (s, e, k))))
@@ -201,16 +196,7 @@ fn run_table(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let values: Vec<((usize, usize, usize), f64)> = tasks
         .par_iter()
         .map(|&(s, e, k)| {
-            let scheduler = &schedulers[e][k];
-            let x = ddim_sample(
-                &mixture,
-                scheduler,
-                n,
-                rows[e].0,
-                &mut sampling_rng(seeds[s]),
-                |_, _| bar.inc(1),
-            )?;
-            check_finite(&x, scheduler.config())?;
+            let x = sample_checked(&mixture, &schedulers[e][k], n, rows[e].0, seeds[s], &bar)?;
             Ok(((s, e, k), args.metric.pick(&evaluators[s].0.evaluate(&x)?)))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -289,8 +275,7 @@ impl Table<'_> {
     }
 
     fn cell(values: &[f64]) -> String {
-        let (m, s) = mean_std(values);
-        format!("{m:.4} ± {s:.4}")
+        spread(values, 4)
     }
 
     fn write_markdown(&self, out: &mut impl Write) -> anyhow::Result<()> {
@@ -305,9 +290,7 @@ impl Table<'_> {
             self.config.timestep_spacing,
             self.config.prediction_type
         )?;
-        let header: Vec<String> = self.steps.iter().map(|s| format!("S = {s}")).collect();
-        writeln!(out, "| η | {} |", header.join(" | "))?;
-        writeln!(out, "|---|{}", "---:|".repeat(self.steps.len()))?;
+        write_steps_header(out, "η", self.steps)?;
         for (eta, row) in self.etas.iter().zip(self.cells) {
             let cells: Vec<String> = row.iter().map(|v| Self::cell(v)).collect();
             writeln!(out, "| {} | {} |", Self::label(eta), cells.join(" | "))?;
@@ -322,10 +305,6 @@ impl Table<'_> {
     }
 
     fn write_json(&self, out: &mut impl Write, elapsed: f64) -> anyhow::Result<()> {
-        let summary = |values: &[f64]| {
-            let (mean, std) = mean_std(values);
-            json!({ "mean": mean, "std": std, "values": values })
-        };
         let rows: Vec<_> = self
             .etas
             .iter()
@@ -334,7 +313,7 @@ impl Table<'_> {
                 json!({
                     "eta": eta,
                     "variance": format!("{kind:?}"),
-                    "cells": row.iter().map(|v| summary(v)).collect::<Vec<_>>(),
+                    "cells": row.iter().map(|v| summary_json(v)).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -346,13 +325,11 @@ impl Table<'_> {
             "seeds": self.floor.len(),
             "steps": self.steps,
             "rows": rows,
-            "noise_floor": summary(self.floor),
+            "noise_floor": summary_json(self.floor),
             "config": self.config.to_json_object(),
             "wall_time_s": elapsed,
         });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)?;
-        Ok(())
+        write_json(out, &doc)
     }
 
     fn chart(&self) -> plot::lines::LineChart {
@@ -365,15 +342,7 @@ impl Table<'_> {
                     VarianceKind::DdpmLarger => format!("σ̂, η = {:.1}", eta.0),
                     _ => format!("η = {:.1}", eta.0),
                 },
-                points: self
-                    .steps
-                    .iter()
-                    .zip(row)
-                    .map(|(&s, v)| {
-                        let (m, sd) = mean_std(v);
-                        (s as f64, m, sd)
-                    })
-                    .collect(),
+                points: spread_points(self.steps, row),
             })
             .collect();
         let (fm, fs) = mean_std(self.floor);

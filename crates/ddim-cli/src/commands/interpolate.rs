@@ -14,7 +14,7 @@ use ddim_exact::ddim_decode;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::invert::{image_size, parse_image_dataset};
+use super::invert::{image_size, parse_image_dataset, write_picture};
 use super::plot;
 use super::sample::{check_finite, progress_bar, sampling_rng};
 use crate::config_args::ConfigArgs;
@@ -125,10 +125,5 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         width,
         height,
     };
-    plot::write_png(&args.output, picture.size(), |area| {
-        plot::strips::draw(area, &picture)
-    })?;
-    writeln!(out, "wrote {}", args.output.display())?;
-    writeln!(out, "wall time: {:.2} s", started.elapsed().as_secs_f64())?;
-    Ok(())
+    write_picture(&picture, &args.output, started, out)
 }

@@ -21,8 +21,9 @@ use ddim_exact::{ddim_decode, ddim_invert, rms_error, Dataset, InversionLevel};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::eval::{mean_std, Args};
+use super::eval::Args;
 use super::plot;
+use super::report::{spread, spread_points, summary_json, write_json, write_steps_header};
 use super::sample::{check_finite, evaluation_rng, progress_bar};
 
 /// The two rows of the table.
@@ -90,10 +91,6 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
 
     if args.json {
-        let summary = |v: &[f64]| {
-            let (mean, std) = mean_std(v);
-            json!({ "mean": mean, "std": std, "values": v })
-        };
         let doc = json!({
             "experiment": "inversion",
             "dataset": dataset.name(),
@@ -104,13 +101,12 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             "rows": LEVELS.iter().zip(&cells).map(|((level, label), row)| json!({
                 "level": format!("{level:?}").to_lowercase(),
                 "label": label,
-                "cells": row.iter().map(|v| summary(v)).collect::<Vec<_>>(),
+                "cells": row.iter().map(|v| summary_json(v)).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "config": config.to_json_object(),
             "wall_time_s": elapsed,
         });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)?;
+        write_json(out, &doc)?;
     } else {
         writeln!(
             out,
@@ -122,17 +118,9 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             config.timestep_spacing,
             config.prediction_type
         )?;
-        let header: Vec<String> = steps.iter().map(|s| format!("S = {s}")).collect();
-        writeln!(out, "| inverse step | {} |", header.join(" | "))?;
-        writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
+        write_steps_header(out, "inverse step", &steps)?;
         for ((_, label), row) in LEVELS.iter().zip(&cells) {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| {
-                    let (m, s) = mean_std(v);
-                    format!("{m:.5} ± {s:.5}")
-                })
-                .collect();
+            let cells: Vec<String> = row.iter().map(|v| spread(v, 5)).collect();
             writeln!(out, "| {label} | {} |", cells.join(" | "))?;
         }
     }
@@ -151,14 +139,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             .zip(&cells)
             .map(|((_, label), row)| plot::lines::Series {
                 label: (*label).into(),
-                points: steps
-                    .iter()
-                    .zip(row)
-                    .map(|(&s, v)| {
-                        let (m, sd) = mean_std(v);
-                        (s as f64, m, sd)
-                    })
-                    .collect(),
+                points: spread_points(&steps, row),
             })
             .collect(),
         band: None,

@@ -2,7 +2,7 @@
 //! the matching inverse, decode them again with η = 0 DDIM, and show all three.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ddim::{DdimInverseScheduler, DdimScheduler};
@@ -72,6 +72,22 @@ pub(crate) fn image_size(dataset: Dataset) -> anyhow::Result<(usize, usize)> {
         Layout::Image { width, height } => Ok((width, height)),
         Layout::Points2d => anyhow::bail!("{dataset} is not an image data set"),
     }
+}
+
+/// Draws the rows of images to `output`, then reports the file and the wall time since
+/// `started`.
+pub(crate) fn write_picture(
+    picture: &plot::strips::ImageRows,
+    output: &Path,
+    started: Instant,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    plot::write_png(output, picture.size(), |area| {
+        plot::strips::draw(area, picture)
+    })?;
+    writeln!(out, "wrote {}", output.display())?;
+    writeln!(out, "wall time: {:.2} s", started.elapsed().as_secs_f64())?;
+    Ok(())
 }
 
 /// Mean and standard deviation of `f32` values, in `f64`.
@@ -147,10 +163,5 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         width,
         height,
     };
-    plot::write_png(&args.output, picture.size(), |area| {
-        plot::strips::draw(area, &picture)
-    })?;
-    writeln!(out, "wrote {}", args.output.display())?;
-    writeln!(out, "wall time: {:.2} s", started.elapsed().as_secs_f64())?;
-    Ok(())
+    write_picture(&picture, &args.output, started, out)
 }

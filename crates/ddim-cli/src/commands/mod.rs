@@ -8,6 +8,7 @@ pub(crate) mod inversion;
 pub(crate) mod invert;
 pub(crate) mod plot;
 pub(crate) mod prev_timestep;
+pub(crate) mod report;
 pub(crate) mod sample;
 pub(crate) mod schedule;
 pub(crate) mod zero_snr;

@@ -20,13 +20,14 @@ use std::io::Write;
 use std::time::Instant;
 
 use ddim::{DdimConfig, PrevTimestepRule, TimestepSpacing};
-use ddim_exact::{ddim_sample, Dataset, Evaluator, Metrics};
+use ddim_exact::{ddim_sample, Dataset};
 use rayon::prelude::*;
 use serde_json::json;
 
 use super::eval::{mean_std, write_chart, Args};
 use super::plot;
-use super::sample::{check_finite, evaluation_rng, progress_bar, sampling_rng};
+use super::report::{evaluators, sample_checked, spread, summary_json, write_json};
+use super::sample::{progress_bar, sampling_rng};
 use crate::policy_args::PolicyArgs;
 
 const SPACINGS: [TimestepSpacing; 2] = [TimestepSpacing::Linspace, TimestepSpacing::Trailing];
@@ -81,15 +82,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             }
         }
     }
-    let evaluators: Vec<(Evaluator<'_>, Metrics)> = seeds
-        .par_iter()
-        .map(|&seed| {
-            let mut rng = evaluation_rng(seed);
-            let evaluator = Evaluator::new(&mixture, n, &mut rng);
-            let floor = evaluator.noise_floor(n, &mut rng)?;
-            Ok((evaluator, floor))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let evaluators = evaluators(&mixture, n, &seeds)?;
     // The T-step solution from each seed's x_T (every spacing gives all T timesteps).
     let reference = PolicyArgs {
         prev_timestep: PrevTimestepRule::NextInSchedule,
@@ -125,16 +118,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let values: Vec<(f64, f64)> = tasks
         .par_iter()
         .map(|&(a, s)| {
-            let scheduler = &arms[a].3;
-            let x = ddim_sample(
-                &mixture,
-                scheduler,
-                n,
-                0.0,
-                &mut sampling_rng(seeds[s]),
-                |_, _| bar.inc(1),
-            )?;
-            check_finite(&x, scheduler.config())?;
+            let x = sample_checked(&mixture, &arms[a].3, n, 0.0, seeds[s], &bar)?;
             Ok((
                 args.metric.pick(&evaluators[s].0.evaluate(&x)?),
                 rms_distance(&x, &solutions[s]),
@@ -183,12 +167,6 @@ struct Report<'a> {
     config: &'a DdimConfig,
 }
 
-/// `mean ± std` of the values.
-fn summary(values: &[f64]) -> String {
-    let (m, s) = mean_std(values);
-    format!("{m:.4} ± {s:.4}")
-}
-
 impl Report<'_> {
     /// The (stride, next-in-schedule) cells of each spacing and step count.
     fn pairs(&self) -> impl Iterator<Item = (&Cell, &Cell)> {
@@ -214,48 +192,37 @@ impl Report<'_> {
             c.num_train_timesteps,
             c.prediction_type
         )?;
-        writeln!(
-            out,
-            "| spacing | S | stride t − T//S (diffusers) | next in schedule | next − stride (paired) |"
-        )?;
-        writeln!(out, "|---|---:|---:|---:|---:|")?;
-        for (stride, next) in self.pairs() {
-            let diff: Vec<f64> = next
-                .values
-                .iter()
-                .zip(&stride.values)
-                .map(|(a, b)| a - b)
-                .collect();
-            writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                stride.spacing,
-                stride.steps,
-                summary(&stride.values),
-                summary(&next.values),
-                summary(&diff)
-            )?;
-        }
+        self.write_paired_table(out, |cell| &cell.values)?;
         writeln!(
             out,
             "| exact samples (noise floor) | | {} | | |",
-            summary(self.floor)
+            spread(self.floor, 4)
         )?;
         writeln!(
             out,
             "\nRMS distance to the {}-step DDIM solution from the same x_T (0 is ideal)\n",
             self.config.num_train_timesteps
         )?;
+        self.write_paired_table(out, |cell| &cell.ode)
+    }
+
+    /// A table of one quantity of the cells: each rule's `mean ± std`, then the per-seed
+    /// difference next − stride (both rules of a seed start from the same x_T).
+    fn write_paired_table(
+        &self,
+        out: &mut impl Write,
+        quantity: impl Fn(&Cell) -> &[f64],
+    ) -> anyhow::Result<()> {
         writeln!(
             out,
             "| spacing | S | stride t − T//S (diffusers) | next in schedule | next − stride (paired) |"
         )?;
         writeln!(out, "|---|---:|---:|---:|---:|")?;
         for (stride, next) in self.pairs() {
-            let diff: Vec<f64> = next
-                .ode
+            let (stride_values, next_values) = (quantity(stride), quantity(next));
+            let diff: Vec<f64> = next_values
                 .iter()
-                .zip(&stride.ode)
+                .zip(stride_values)
                 .map(|(a, b)| a - b)
                 .collect();
             writeln!(
@@ -263,19 +230,15 @@ impl Report<'_> {
                 "| {} | {} | {} | {} | {} |",
                 stride.spacing,
                 stride.steps,
-                summary(&stride.ode),
-                summary(&next.ode),
-                summary(&diff)
+                spread(stride_values, 4),
+                spread(next_values, 4),
+                spread(&diff, 4)
             )?;
         }
         Ok(())
     }
 
     fn write_json(&self, out: &mut impl Write, elapsed: f64) -> anyhow::Result<()> {
-        let stats = |values: &[f64]| {
-            let (mean, std) = mean_std(values);
-            json!({ "mean": mean, "std": std, "values": values })
-        };
         let cells: Vec<_> = self
             .cells
             .iter()
@@ -284,8 +247,8 @@ impl Report<'_> {
                     "spacing": cell.spacing.as_str(),
                     "steps": cell.steps,
                     "rule": format!("{:?}", cell.rule),
-                    "metric": stats(&cell.values),
-                    "rms_to_full_solution": stats(&cell.ode),
+                    "metric": summary_json(&cell.values),
+                    "rms_to_full_solution": summary_json(&cell.ode),
                 })
             })
             .collect();
@@ -296,13 +259,11 @@ impl Report<'_> {
             "samples": self.samples,
             "seeds": self.floor.len(),
             "cells": cells,
-            "noise_floor": stats(self.floor),
+            "noise_floor": summary_json(self.floor),
             "config": self.config.to_json_object(),
             "wall_time_s": elapsed,
         });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)?;
-        Ok(())
+        write_json(out, &doc)
     }
 
     fn chart(&self) -> plot::lines::LineChart {

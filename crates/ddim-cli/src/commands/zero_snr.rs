@@ -17,13 +17,14 @@ use std::io::Write;
 use std::time::Instant;
 
 use ddim::{DdimConfig, DdimScheduler, PredictionType, TimestepSpacing};
-use ddim_exact::{ddim_sample, Dataset};
+use ddim_exact::Dataset;
 use rayon::prelude::*;
 use serde_json::json;
 
 use super::eval::{mean_std, Args};
 use super::plot;
-use super::sample::{check_finite, evaluation_rng, progress_bar, sampling_rng};
+use super::report::{sample_checked, spread_points, summary_json, write_json, write_steps_header};
+use super::sample::{evaluation_rng, progress_bar};
 
 /// A schedule under test.
 struct Arm {
@@ -103,16 +104,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let biases: Vec<f64> = tasks
         .par_iter()
         .map(|&(a, k, s)| {
-            let scheduler = &schedulers[a][k];
-            let x = ddim_sample(
-                &mixture,
-                scheduler,
-                n,
-                0.0,
-                &mut sampling_rng(seeds[s]),
-                |_, _| bar.inc(1),
-            )?;
-            check_finite(&x, scheduler.config())?;
+            let x = sample_checked(&mixture, &schedulers[a][k], n, 0.0, seeds[s], &bar)?;
             Ok(mean_of(&x) - data_mean)
         })
         .collect::<anyhow::Result<_>>()?;
@@ -136,10 +128,6 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
 
     if args.json {
-        let summary = |v: &[f64]| {
-            let (mean, std) = mean_std(v);
-            json!({ "mean": mean, "std": std, "values": v })
-        };
         let doc = json!({
             "experiment": "zero-snr",
             "dataset": dataset.name(),
@@ -151,17 +139,16 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
                 "label": arm.label,
                 "config": arm.config.to_json_object(),
                 "first_timesteps": scheds.iter().map(|s| s.timesteps()[0]).collect::<Vec<_>>(),
-                "bias": row.iter().map(|v| summary(v)).collect::<Vec<_>>(),
+                "bias": row.iter().map(|v| summary_json(v)).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "shift_against_zero_snr_arm": arms.iter().zip(&shifts).map(|(arm, row)| json!({
                 "label": arm.label,
-                "shift": row.iter().map(|v| summary(v)).collect::<Vec<_>>(),
+                "shift": row.iter().map(|v| summary_json(v)).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
-            "exact_samples_bias": summary(&floor),
+            "exact_samples_bias": summary_json(&floor),
             "wall_time_s": elapsed,
         });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)?;
+        write_json(out, &doc)?;
     } else {
         writeln!(
             out,
@@ -169,9 +156,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
              sample mean brightness, mean ± std over {} seeds, {n} samples each, η = 0\n",
             seeds.len()
         )?;
-        let header: Vec<String> = steps.iter().map(|s| format!("S = {s}")).collect();
-        writeln!(out, "| schedule | {} |", header.join(" | "))?;
-        writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
+        write_steps_header(out, "schedule", &steps)?;
         for (arm, row) in arms.iter().zip(&cells) {
             write_spread_row(out, arm.label, row)?;
         }
@@ -185,14 +170,12 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             out,
             "\nshift of the mean brightness against the zero-SNR arm, paired (same x_T per seed):\n"
         )?;
-        writeln!(out, "| schedule | {} |", header.join(" | "))?;
-        writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
+        write_steps_header(out, "schedule", &steps)?;
         for (arm, row) in arms.iter().zip(&shifts).take(zero) {
             write_spread_row(out, arm.label, row)?;
         }
         writeln!(out, "\nwhere sampling starts (first timestep t, ᾱ_t):\n")?;
-        writeln!(out, "| schedule | {} |", header.join(" | "))?;
-        writeln!(out, "|---|{}", "---:|".repeat(steps.len()))?;
+        write_steps_header(out, "schedule", &steps)?;
         for (arm, scheds) in arms.iter().zip(&schedulers) {
             let starts: Vec<String> = scheds
                 .iter()
@@ -219,14 +202,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             .zip(&shifts)
             .map(|(arm, row)| plot::lines::Series {
                 label: arm.label.into(),
-                points: steps
-                    .iter()
-                    .zip(row)
-                    .map(|(&s, v)| {
-                        let (m, sd) = mean_std(v);
-                        (s as f64, m, sd)
-                    })
-                    .collect(),
+                points: spread_points(&steps, row),
             })
             .collect(),
         band: None,
