@@ -3,17 +3,15 @@
 //! the child process through `HF_HUB_CACHE` (its other cache variables removed, `HOME`
 //! pointed at an empty folder), so the real environment never matters.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{assert_runtime_error, assert_usage_error, config_path, stderr, stdout, success};
 
 const MAIN: &str = "0123456789abcdef0123456789abcdef01234567";
 const V1: &str = "89abcdef0123456789abcdef0123456789abcdef";
-
-fn real_config(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../ddim/tests/data/configs")
-        .join(name)
-}
 
 /// A cache holding `org/model`: `main` is Stable Diffusion 2.1-base's PNDM config, tag `v1`
 /// the SDXL Euler-ancestral one.
@@ -34,7 +32,7 @@ impl Cache {
             std::fs::write(repo.join("refs").join(rev), commit).unwrap();
             let dir = repo.join("snapshots").join(commit).join("scheduler");
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::copy(real_config(config), dir.join("scheduler_config.json")).unwrap();
+            std::fs::copy(config_path(config), dir.join("scheduler_config.json")).unwrap();
         }
         Self {
             root,
@@ -43,9 +41,7 @@ impl Cache {
     }
 
     fn ddim(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ddim"))
-            .args(args)
-            .current_dir(self.home.path())
+        common::command(args, self.home.path())
             .env("HF_HUB_CACHE", self.root.path())
             .env("HOME", self.home.path())
             .env("USERPROFILE", self.home.path())
@@ -57,14 +53,6 @@ impl Cache {
     }
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -74,10 +62,10 @@ fn schedule_from_the_cache_equals_schedule_from_the_file() {
     let cache = Cache::new();
     let args = ["schedule", "-n", "10", "--json"];
     let by_model = cache.ddim(&[&args[..], &["--model", "org/model"]].concat());
-    assert!(by_model.status.success(), "{}", stderr(&by_model));
-    let file = real_config("sd21base_pndm.json");
+    success(&by_model);
+    let file = config_path("sd21base_pndm.json");
     let by_path = cache.ddim(&[&args[..], &["--config", path_str(&file)]].concat());
-    assert!(by_path.status.success(), "{}", stderr(&by_path));
+    success(&by_path);
     assert_eq!(stdout(&by_model), stdout(&by_path));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&by_model)).unwrap();
     assert_eq!(doc["config"]["steps_offset"], 1);
@@ -93,8 +81,8 @@ fn revision_picks_the_tagged_snapshot() {
         (V1, "sdxl_euler_a.json"),
     ] {
         let by_model = cache.ddim(&["config", "--model", "org/model", "--revision", revision]);
-        assert!(by_model.status.success(), "{}", stderr(&by_model));
-        let file = real_config(expected);
+        success(&by_model);
+        let file = config_path(expected);
         let by_path = cache.ddim(&["config", "--config", path_str(&file)]);
         assert_eq!(stdout(&by_model), stdout(&by_path), "{revision}");
         assert_eq!(stderr(&by_model), stderr(&by_path), "{revision}: warnings");
@@ -115,7 +103,7 @@ fn sample_runs_from_the_cache() {
         "-o",
         "s.png",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    success(&out);
     assert!(cache.home.path().join("s.png").is_file());
     // The cache's config is the one used: an override on top of it still applies.
     let plain = cache.ddim(&[
@@ -131,17 +119,15 @@ fn sample_runs_from_the_cache() {
         "-o",
         "t.png",
     ]);
-    assert!(plain.status.success(), "{}", stderr(&plain));
+    success(&plain);
 }
 
 #[test]
 fn absent_model_is_one_line_naming_the_cache() {
     let cache = Cache::new();
     let out = cache.ddim(&["schedule", "--model", "org/absent"]);
+    assert_runtime_error(&out, "org/absent");
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: "), "{err}");
     for needle in [
         "org/absent",
         "revision main",
@@ -151,24 +137,20 @@ fn absent_model_is_one_line_naming_the_cache() {
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
     let out = cache.ddim(&["schedule", "--model", "org/model", "--revision", "v9"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("no models--org--model/refs/v9"), "{err}");
+    assert_runtime_error(&out, "no models--org--model/refs/v9");
 }
 
 #[test]
 fn invalid_model_id_is_a_runtime_error() {
     let cache = Cache::new();
     let out = cache.ddim(&["schedule", "--model", "../etc"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("invalid model id `../etc`"), "{err}");
+    assert_runtime_error(&out, "invalid model id `../etc`");
 }
 
 #[test]
 fn model_conflicts_with_config_and_revision_needs_model() {
     let cache = Cache::new();
-    let file = real_config("sd21base_pndm.json");
+    let file = config_path("sd21base_pndm.json");
     let out = cache.ddim(&[
         "schedule",
         "--model",
@@ -176,13 +158,7 @@ fn model_conflicts_with_config_and_revision_needs_model() {
         "--config",
         path_str(&file),
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot be used with"),
-        "{}",
-        stderr(&out)
-    );
+    assert_usage_error(&out, "cannot be used with");
     let out = cache.ddim(&["schedule", "--revision", "main"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--model"), "{}", stderr(&out));
+    assert_usage_error(&out, "--model");
 }

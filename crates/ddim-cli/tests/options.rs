@@ -1,26 +1,8 @@
 //! The flags of the options beyond diffusers, as a user runs them.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn ddim(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddim"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let out = ddim(args, dir.path());
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use common::{ddim, json, runtime_error, success};
 
 fn timesteps(doc: &serde_json::Value) -> Vec<u64> {
     doc["steps"]
@@ -29,15 +11,6 @@ fn timesteps(doc: &serde_json::Value) -> Vec<u64> {
         .iter()
         .map(|s| s["timestep"].as_u64().unwrap())
         .collect()
-}
-
-fn runtime_error(args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let out = ddim(args, dir.path());
-    assert_eq!(out.status.code(), Some(1), "{args:?}");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(text.lines().count(), 1, "{text}");
-    text
 }
 
 #[test]
@@ -156,12 +129,7 @@ fn sigma_hat_row_and_variance_flag() {
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = success(&out);
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
     assert_eq!(rows.len(), 4, "{text}");
     assert!(rows[2].starts_with("| σ̂ (η = 1.0) |"), "{text}");
@@ -181,8 +149,7 @@ fn sigma_hat_row_and_variance_flag() {
         ],
         dir.path(),
     );
-    assert!(sampled.status.success());
-    assert!(String::from_utf8_lossy(&sampled.stdout).contains("DDPM σ̂"));
+    assert!(success(&sampled).contains("DDPM σ̂"));
 }
 
 #[test]
@@ -208,12 +175,7 @@ fn eval_prev_timestep_prints_both_tables() {
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = success(&out);
     assert!(
         text.contains("| linspace | 7 |") && text.contains("| trailing | 7 |"),
         "{text}"

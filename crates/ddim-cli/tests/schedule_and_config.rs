@@ -1,32 +1,15 @@
 //! `ddim schedule` and `ddim config`: output, exit codes and one-line errors.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn ddim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddim"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn configs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ddim/tests/data/configs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
+use common::{
+    assert_runtime_error, assert_usage_error, config_path, ddim_here, json, stderr, success,
+};
 
 #[test]
 fn schedule_defaults_print_a_table() {
-    let o = ddim(&["schedule"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
+    let o = ddim_here(&["schedule"]);
+    let text = success(&o);
     let rows: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.contains("alpha_bar_t"))
@@ -42,8 +25,8 @@ fn schedule_defaults_print_a_table() {
 
 #[test]
 fn schedule_json_from_a_real_config() {
-    let path = configs().join("sd21base_pndm.json");
-    let o = ddim(&[
+    let path = config_path("sd21base_pndm.json");
+    let doc = json(&[
         "schedule",
         "--config",
         path.to_str().unwrap(),
@@ -53,8 +36,6 @@ fn schedule_json_from_a_real_config() {
         "1",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let steps = doc["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 10);
     assert_eq!(steps[0]["timestep"], 901);
@@ -65,7 +46,7 @@ fn schedule_json_from_a_real_config() {
 
 #[test]
 fn schedule_overrides_apply() {
-    let o = ddim(&[
+    let doc = json(&[
         "schedule",
         "--spacing",
         "trailing",
@@ -75,8 +56,6 @@ fn schedule_overrides_apply() {
         "4",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let first = &doc["steps"][0];
     assert_eq!(first["timestep"], 999);
     assert_eq!(first["alpha_bar"], 0.0);
@@ -89,19 +68,19 @@ fn schedule_overrides_apply() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [
-        &["schedule", "--bogus"][..],
-        &["schedule", "--spacing", "sideways"],
-        &["frobnicate"],
-    ] {
-        let o = ddim(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    let cases: [(&[&str], &str); 3] = [
+        (&["schedule", "--bogus"], "--bogus"),
+        (&["schedule", "--spacing", "sideways"], "sideways"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        assert_usage_error(&ddim_here(args), needle);
     }
 }
 
 #[test]
 fn runtime_errors_exit_1_with_one_line() {
-    let conflicted = configs().join("waifu_conflicted.json");
+    let conflicted = config_path("waifu_conflicted.json");
     let cases: [(&[&str], &str); 4] = [
         (
             &["schedule", "-n", "0"],
@@ -118,20 +97,15 @@ fn runtime_errors_exit_1_with_one_line() {
         (&["schedule", "--beta-end", "2"], "outside [0, 1]"),
     ];
     for (args, message) in cases {
-        let o = ddim(args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
-        let err = stderr(&o);
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("error: ") && err.contains(message), "{err}");
+        assert_runtime_error(&ddim_here(args), message);
     }
 }
 
 #[test]
 fn config_prints_diffusers_layout_and_warnings() {
-    let path = configs().join("flux_flowmatch.json");
-    let o = ddim(&["config", "--config", path.to_str().unwrap()]);
-    assert!(o.status.success());
-    assert!(stdout(&o).starts_with(
+    let path = config_path("flux_flowmatch.json");
+    let o = ddim_here(&["config", "--config", path.to_str().unwrap()]);
+    assert!(success(&o).starts_with(
         "{\n  \"_class_name\": \"DDIMScheduler\",\n  \"_diffusers_version\": \"0.42.1\",\n"
     ));
     assert!(stderr(&o).contains("warning: config was written for FlowMatchEulerDiscreteScheduler"));
