@@ -40,19 +40,12 @@ fn invert_writes_three_rows_and_reports_the_error() {
 #[test]
 fn interpolate_writes_a_strip_and_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ddim(
-        &[
-            "interpolate",
-            "--frames",
-            "12",
-            "--seed",
-            "3",
-            "-o",
-            "s.png",
-        ],
-        dir.path(),
-    );
-    let text = success(&out);
+    // 12 frames from seed 3 to seed 4 (or to `extra`'s --seed2), drawn to `png`.
+    let interpolate = |png: &str, extra: &[&str]| {
+        let base = ["interpolate", "--frames", "12", "--seed", "3", "-o", png];
+        success(&ddim(&[&base[..], extra].concat(), dir.path()))
+    };
+    let text = interpolate("s.png", &[]);
     assert!(
         text.contains("12 frames of `glyphs`") && text.contains("seeds 3 → 4"),
         "{text}"
@@ -74,36 +67,10 @@ fn interpolate_writes_a_strip_and_is_deterministic() {
         "{slerp:?}"
     );
     assert!(lerp[6] < 0.85 * lerp[0], "{lerp:?}");
-    let again = ddim(
-        &[
-            "interpolate",
-            "--frames",
-            "12",
-            "--seed",
-            "3",
-            "-o",
-            "t.png",
-        ],
-        dir.path(),
-    );
-    success(&again);
+    interpolate("t.png", &[]);
     let bytes = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
     assert_eq!(bytes("s.png"), bytes("t.png"));
-    let other = ddim(
-        &[
-            "interpolate",
-            "--frames",
-            "12",
-            "--seed",
-            "3",
-            "--seed2",
-            "9",
-            "-o",
-            "u.png",
-        ],
-        dir.path(),
-    );
-    success(&other);
+    interpolate("u.png", &["--seed2", "9"]);
     assert_ne!(bytes("s.png"), bytes("u.png"));
 }
 
