@@ -23,9 +23,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use backends::{Backend, Dtype, Slice};
-use common::{config, parity_scheduler, Fixtures};
-use ddim::{PredictionType, StepCoefficients};
-use serde_json::Value;
+use common::{config, parity_scheduler, sensitivity, usize_of, Fixtures};
 
 fn all_backends() -> Vec<Box<dyn Backend>> {
     #[allow(unused_mut)]
@@ -82,45 +80,6 @@ fn diffusers_tolerance(dtype: Dtype) -> f64 {
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
-}
-
-fn usize_of(v: &Value) -> usize {
-    v.as_u64().unwrap() as usize
-}
-
-/// As `golden.rs`: the largest input magnitude times the worst amplification of a step.
-fn sensitivity(
-    c: &StepCoefficients,
-    prediction: PredictionType,
-    clipped_eps: bool,
-    inputs: &[&[f32]],
-) -> f64 {
-    let (sa, sb) = (
-        f64::from(c.sqrt_alpha_prod_t),
-        f64::from(c.sqrt_beta_prod_t),
-    );
-    let mut gain: f64 = match prediction {
-        PredictionType::Epsilon => 1.0 / sa,
-        PredictionType::Sample => 1.0 / sb,
-        PredictionType::VPrediction => 1.0,
-    };
-    if clipped_eps {
-        gain = gain.max(1.0 / sb);
-    }
-    let (a, a_prev) = (f64::from(c.alpha_prod_t), f64::from(c.alpha_prod_t_prev));
-    let direction_sq = f64::from(c.direction).powi(2);
-    if direction_sq > 0.0 {
-        gain = gain.max((1.0 - a_prev) / direction_sq);
-    }
-    if c.eta > 0.0 && a < a_prev {
-        gain = gain.max(1.0 / (1.0 - a / a_prev));
-    }
-    let magnitude = inputs
-        .iter()
-        .flat_map(|v| v.iter())
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-    magnitude * gain.max(1.0)
 }
 
 /// The largest differences one backend showed.
