@@ -22,7 +22,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use backends::{Backend, Dtype, Slice};
+use backends::{Backend, Dtype, Slice, StepInputs};
 use common::{config, parity_scheduler, sensitivity, usize_of, Fixtures};
 
 fn all_backends() -> Vec<Box<dyn Backend>> {
@@ -205,7 +205,16 @@ fn steps_conform() {
         let eta = case["eta"].as_f64().unwrap() as f32;
         let ucmo = case["use_clipped_model_output"].as_bool().unwrap();
         let t = usize_of(&case["timestep"]);
-        let run = |b: &dyn Backend| b.step(&scheduler, &m, t, &x, shape, eta, ucmo, z.as_deref());
+        let inputs = StepInputs {
+            m: &m,
+            t,
+            x: &x,
+            shape,
+            eta,
+            ucmo,
+            z: z.as_deref(),
+        };
+        let run = |b: &dyn Backend| b.step(&scheduler, &inputs);
         let Ok(c) = scheduler.step_coefficients(t, eta) else {
             // η > 1 beyond σ² ≤ 1 − ᾱ_prev: every backend refuses.
             for b in &backends {
@@ -320,10 +329,16 @@ fn loops_conform() {
                     .map(|&v| f64::from(v as f32 * tf / (tf + 1.0)))
                     .collect();
                 let z = noise.as_ref().map(|z| &z[i * x.len()..(i + 1) * x.len()]);
-                x = b
-                    .step(&scheduler, &m, t, &x, shape, eta, ucmo, z)
-                    .unwrap()
-                    .0;
+                let inputs = StepInputs {
+                    m: &m,
+                    t,
+                    x: &x,
+                    shape,
+                    eta,
+                    ucmo,
+                    z,
+                };
+                x = b.step(&scheduler, &inputs).unwrap().0;
             }
             x
         };
