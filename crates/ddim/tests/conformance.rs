@@ -23,7 +23,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use backends::{Backend, Dtype, Slice, StepInputs};
-use common::{config, parity_scheduler, sensitivity, usize_of, Fixtures};
+use common::{config, parity_scheduler, sensitivity, usize_of, usizes, Fixtures};
 
 fn all_backends() -> Vec<Box<dyn Backend>> {
     #[allow(unused_mut)]
@@ -266,12 +266,7 @@ fn add_noise_and_velocity_conform() {
             let Ok(scheduler) = parity_scheduler(config(&case["config"])) else {
                 continue; // β outside [0, 1]: refused, see golden.rs
             };
-            let ts: Vec<usize> = case["timesteps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(usize_of)
-                .collect();
+            let ts = usizes(&case["timesteps"]);
             let (x32, z32) = (fx.f32(&case[a]), fx.f32(&case["noise"]));
             let (x, z) = (f64s(x32), f64s(z32));
             let shape = fx.shape(&case[a]);
@@ -305,12 +300,7 @@ fn loops_conform() {
         let id = case["id"].as_str().unwrap();
         let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
-        let timesteps: Vec<usize> = case["timesteps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(usize_of)
-            .collect();
+        let timesteps = usizes(&case["timesteps"]);
         let initial = f64s(fx.f32(&case["initial_sample"]));
         let shape = fx.shape(&case["initial_sample"]);
         let noise = case["noise_per_step"]

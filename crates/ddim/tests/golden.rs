@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{config, parity_scheduler, sensitivity, usize_of, Fixtures, Worst};
+use common::{config, parity_scheduler, sensitivity, usize_of, usizes, Fixtures, Worst};
 use ddim::timesteps::{diffusers_timesteps, inference_timesteps};
 use ddim::{StepOptions, TimestepSpacing};
 use serde_json::Value;
@@ -335,12 +335,7 @@ fn add_noise_and_velocity_match_diffusers() {
             let Ok(scheduler) = parity_scheduler(config(&case["config"])) else {
                 continue; // β outside [0, 1]: refused, checked in schedules_match_diffusers
             };
-            let ts: Vec<usize> = case["timesteps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(usize_of)
-                .collect();
+            let ts = usizes(&case["timesteps"]);
             let (x, n) = (fx.f32(&case[a]), fx.f32(&case[b]));
             let ours = if section == "add_noise_cases" {
                 scheduler.add_noise(x, n, &ts)
@@ -374,12 +369,7 @@ fn full_loops_match_diffusers() {
         assert_eq!(case["model"], "dummy");
         let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
-        let timesteps: Vec<usize> = case["timesteps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(usize_of)
-            .collect();
+        let timesteps = usizes(&case["timesteps"]);
         // The loop ran over our timesteps, or (with-noise loop) over their tail.
         let all = scheduler.timesteps();
         assert!(

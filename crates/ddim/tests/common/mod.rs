@@ -189,6 +189,11 @@ pub fn usize_of(v: &Value) -> usize {
     v.as_u64().unwrap() as usize
 }
 
+/// A JSON list of counts (timesteps) of the fixtures.
+pub fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array().unwrap().iter().map(usize_of).collect()
+}
+
 /// How much a 1-ulp change in a scalar coefficient can move the step's outputs: the largest
 /// input magnitude times the worst amplification on the way. Divisions amplify
 /// (x̂₀ = (x − √b·m)/√a divides by √ᾱ_t; ε̂ from x̂₀ by √(1 − ᾱ_t)), and so do the
