@@ -22,10 +22,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use backends::{Backend, Dtype, Slice};
-use common::{config, parity_scheduler, Fixtures};
-use ddim::{PredictionType, StepCoefficients};
-use serde_json::Value;
+use backends::{Backend, Dtype, Slice, StepInputs};
+use common::{config, parity_scheduler, sensitivity, usize_of, usizes, Fixtures};
 
 fn all_backends() -> Vec<Box<dyn Backend>> {
     #[allow(unused_mut)]
@@ -82,45 +80,6 @@ fn diffusers_tolerance(dtype: Dtype) -> f64 {
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
-}
-
-fn usize_of(v: &Value) -> usize {
-    v.as_u64().unwrap() as usize
-}
-
-/// As `golden.rs`: the largest input magnitude times the worst amplification of a step.
-fn sensitivity(
-    c: &StepCoefficients,
-    prediction: PredictionType,
-    clipped_eps: bool,
-    inputs: &[&[f32]],
-) -> f64 {
-    let (sa, sb) = (
-        f64::from(c.sqrt_alpha_prod_t),
-        f64::from(c.sqrt_beta_prod_t),
-    );
-    let mut gain: f64 = match prediction {
-        PredictionType::Epsilon => 1.0 / sa,
-        PredictionType::Sample => 1.0 / sb,
-        PredictionType::VPrediction => 1.0,
-    };
-    if clipped_eps {
-        gain = gain.max(1.0 / sb);
-    }
-    let (a, a_prev) = (f64::from(c.alpha_prod_t), f64::from(c.alpha_prod_t_prev));
-    let direction_sq = f64::from(c.direction).powi(2);
-    if direction_sq > 0.0 {
-        gain = gain.max((1.0 - a_prev) / direction_sq);
-    }
-    if c.eta > 0.0 && a < a_prev {
-        gain = gain.max(1.0 / (1.0 - a / a_prev));
-    }
-    let magnitude = inputs
-        .iter()
-        .flat_map(|v| v.iter())
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-    magnitude * gain.max(1.0)
 }
 
 /// The largest differences one backend showed.
@@ -246,7 +205,16 @@ fn steps_conform() {
         let eta = case["eta"].as_f64().unwrap() as f32;
         let ucmo = case["use_clipped_model_output"].as_bool().unwrap();
         let t = usize_of(&case["timestep"]);
-        let run = |b: &dyn Backend| b.step(&scheduler, &m, t, &x, shape, eta, ucmo, z.as_deref());
+        let inputs = StepInputs {
+            m: &m,
+            t,
+            x: &x,
+            shape,
+            eta,
+            ucmo,
+            z: z.as_deref(),
+        };
+        let run = |b: &dyn Backend| b.step(&scheduler, &inputs);
         let Ok(c) = scheduler.step_coefficients(t, eta) else {
             // η > 1 beyond σ² ≤ 1 − ᾱ_prev: every backend refuses.
             for b in &backends {
@@ -298,12 +266,7 @@ fn add_noise_and_velocity_conform() {
             let Ok(scheduler) = parity_scheduler(config(&case["config"])) else {
                 continue; // β outside [0, 1]: refused, see golden.rs
             };
-            let ts: Vec<usize> = case["timesteps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(usize_of)
-                .collect();
+            let ts = usizes(&case["timesteps"]);
             let (x32, z32) = (fx.f32(&case[a]), fx.f32(&case["noise"]));
             let (x, z) = (f64s(x32), f64s(z32));
             let shape = fx.shape(&case[a]);
@@ -337,12 +300,7 @@ fn loops_conform() {
         let id = case["id"].as_str().unwrap();
         let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
-        let timesteps: Vec<usize> = case["timesteps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(usize_of)
-            .collect();
+        let timesteps = usizes(&case["timesteps"]);
         let initial = f64s(fx.f32(&case["initial_sample"]));
         let shape = fx.shape(&case["initial_sample"]);
         let noise = case["noise_per_step"]
@@ -361,10 +319,16 @@ fn loops_conform() {
                     .map(|&v| f64::from(v as f32 * tf / (tf + 1.0)))
                     .collect();
                 let z = noise.as_ref().map(|z| &z[i * x.len()..(i + 1) * x.len()]);
-                x = b
-                    .step(&scheduler, &m, t, &x, shape, eta, ucmo, z)
-                    .unwrap()
-                    .0;
+                let inputs = StepInputs {
+                    m: &m,
+                    t,
+                    x: &x,
+                    shape,
+                    eta,
+                    ucmo,
+                    z,
+                };
+                x = b.step(&scheduler, &inputs).unwrap().0;
             }
             x
         };

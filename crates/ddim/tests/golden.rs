@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{config, parity_scheduler, Fixtures, Worst};
+use common::{config, parity_scheduler, sensitivity, usize_of, usizes, Fixtures, Worst};
 use ddim::timesteps::{diffusers_timesteps, inference_timesteps};
-use ddim::{PredictionType, StepOptions, TimestepSpacing};
+use ddim::{StepOptions, TimestepSpacing};
 use serde_json::Value;
 
 /// A tolerance in ulps of the largest magnitude in the expected tensor: a 1-ulp difference in
@@ -36,10 +36,6 @@ fn normwise_ulps(ours: &[f32], theirs: &[f32]) -> f64 {
 
 fn spacing(v: &Value) -> TimestepSpacing {
     v.as_str().unwrap().parse().unwrap()
-}
-
-fn usize_of(v: &Value) -> usize {
-    v.as_u64().unwrap() as usize
 }
 
 #[test]
@@ -215,45 +211,6 @@ fn variance_matches_diffusers() {
     assert!(worst.max_ulps <= 8, "{worst:?}");
 }
 
-/// How much a 1-ulp change in a scalar coefficient can move the step's outputs: the largest
-/// input magnitude times the worst amplification on the way. Divisions amplify
-/// (x̂₀ = (x − √b·m)/√a divides by √ᾱ_t; ε̂ from x̂₀ by √(1 − ᾱ_t)), and so do the
-/// cancellations inside the coefficients: σ² has the factor 1 − ᾱ_t/ᾱ_prev (small for close
-/// timesteps), and the direction coefficient is √((1 − ᾱ_prev) − σ²) (small when η ≈ 1).
-fn sensitivity(
-    c: &ddim::StepCoefficients,
-    prediction: PredictionType,
-    clipped_eps: bool,
-    inputs: &[&[f32]],
-) -> f64 {
-    let (sa, sb) = (
-        f64::from(c.sqrt_alpha_prod_t),
-        f64::from(c.sqrt_beta_prod_t),
-    );
-    let mut gain: f64 = match prediction {
-        PredictionType::Epsilon => 1.0 / sa,
-        PredictionType::Sample => 1.0 / sb,
-        PredictionType::VPrediction => 1.0,
-    };
-    if clipped_eps {
-        gain = gain.max(1.0 / sb);
-    }
-    let (a, a_prev) = (f64::from(c.alpha_prod_t), f64::from(c.alpha_prod_t_prev));
-    let direction_sq = f64::from(c.direction).powi(2);
-    if direction_sq > 0.0 {
-        gain = gain.max((1.0 - a_prev) / direction_sq);
-    }
-    if c.eta > 0.0 && a < a_prev {
-        gain = gain.max(1.0 / (1.0 - a / a_prev));
-    }
-    let magnitude = inputs
-        .iter()
-        .flat_map(|v| v.iter())
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-    magnitude * gain.max(1.0)
-}
-
 #[test]
 fn steps_match_diffusers() {
     let fx = Fixtures::load();
@@ -378,12 +335,7 @@ fn add_noise_and_velocity_match_diffusers() {
             let Ok(scheduler) = parity_scheduler(config(&case["config"])) else {
                 continue; // β outside [0, 1]: refused, checked in schedules_match_diffusers
             };
-            let ts: Vec<usize> = case["timesteps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(usize_of)
-                .collect();
+            let ts = usizes(&case["timesteps"]);
             let (x, n) = (fx.f32(&case[a]), fx.f32(&case[b]));
             let ours = if section == "add_noise_cases" {
                 scheduler.add_noise(x, n, &ts)
@@ -417,12 +369,7 @@ fn full_loops_match_diffusers() {
         assert_eq!(case["model"], "dummy");
         let mut scheduler = parity_scheduler(config(&case["config"])).unwrap();
         scheduler.set_timesteps(usize_of(&case["n"])).unwrap();
-        let timesteps: Vec<usize> = case["timesteps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(usize_of)
-            .collect();
+        let timesteps = usizes(&case["timesteps"]);
         // The loop ran over our timesteps, or (with-noise loop) over their tail.
         let all = scheduler.timesteps();
         assert!(

@@ -518,3 +518,48 @@ fn every_element_type_steps_alike() {
         assert!((half[i].to_f32() - want[i]).abs() < 2e-3);
     }
 }
+
+#[test]
+fn conflict_markers_are_reported_by_the_inverse_loader() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs");
+    let file = dir.join("waifu_conflicted.json");
+    let err = DdimInverseConfig::load_file(&file).unwrap_err();
+    assert!(matches!(err, Error::ConfigParse { .. }), "{err}");
+    let err = err.to_string();
+    assert!(
+        err.contains("merge-conflict marker") && err.contains("line 7"),
+        "{err}"
+    );
+    assert!(err.contains("waifu_conflicted.json"), "{err}");
+    // The same text loads the same way in both loaders: the forward one names the same line.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let forward = DdimConfig::load_json_str(&text).unwrap_err().to_string();
+    let inverse = DdimInverseConfig::load_json_str(&text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(inverse, forward);
+}
+
+#[test]
+fn the_inverse_loader_finds_the_config_of_a_model_folder() {
+    let dir = std::env::temp_dir().join(format!("ddim-inverse-folder-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("scheduler")).unwrap();
+    std::fs::write(dir.join("scheduler_config.json"), r#"{"steps_offset": 2}"#).unwrap();
+    let loaded = DdimInverseConfig::load_file(&dir).unwrap();
+    assert_eq!(loaded.config.steps_offset, 2);
+    std::fs::write(
+        dir.join("scheduler").join("scheduler_config.json"),
+        r#"{"steps_offset": 1}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        DdimInverseConfig::load_file(&dir)
+            .unwrap()
+            .config
+            .steps_offset,
+        1
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = DdimInverseConfig::load_file(&dir).unwrap_err();
+    assert!(matches!(err, Error::ConfigIo { .. }), "{err}");
+}

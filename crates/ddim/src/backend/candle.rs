@@ -276,6 +276,21 @@ fn check_sample_dtype(sample: &Tensor) -> Result<()> {
     }
 }
 
+/// Checks a step's inputs: a supported sample dtype, and a model output and noise (if any)
+/// like the sample.
+fn check_step_inputs(
+    sample: &Tensor,
+    model_output: &Tensor,
+    options: &TensorStepOptions<&Tensor>,
+) -> Result<()> {
+    check_sample_dtype(sample)?;
+    check_like("model_output", sample, model_output)?;
+    if let Some(z) = options.variance_noise {
+        check_like("variance_noise", sample, z)?;
+    }
+    Ok(())
+}
+
 impl CandleBackend {
     /// One DDIM step on tensors (see [`DdimScheduler::step`] for the update):
     /// x_{t_prev} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ_t²)·ε̂ + σ_t·z, with x̂₀ and ε̂ recovered
@@ -307,11 +322,7 @@ impl CandleBackend {
         sample: &Tensor,
         options: &TensorStepOptions<&Tensor>,
     ) -> Result<TensorStepOutput<Tensor>> {
-        check_sample_dtype(sample)?;
-        check_like("model_output", sample, model_output)?;
-        if let Some(z) = options.variance_noise {
-            check_like("variance_noise", sample, z)?;
-        }
+        check_step_inputs(sample, model_output, options)?;
         if self.dispatch == Dispatch::Auto {
             let fused = match sample.dtype() {
                 DType::F16 => {
@@ -385,8 +396,7 @@ impl CandleBackend {
             if options.variance_noise.is_some() {
                 return Err(Error::NoiseAndGenerator);
             }
-            check_sample_dtype(sample)?;
-            check_like("model_output", sample, model_output)?;
+            check_step_inputs(sample, model_output, options)?;
             scheduler.step_coefficients(timestep, options.eta)?;
             let z = randn_like(sample)?;
             let options = TensorStepOptions {
@@ -439,14 +449,12 @@ impl CandleBackend {
             }
         }
         let out = self.step(scheduler, model_output, timestep, sample, options)?;
-        prev_sample
-            .flatten_all()?
-            .slice_set(&out.prev_sample.flatten_all()?, 0, 0)?;
-        pred_original_sample.flatten_all()?.slice_set(
-            &out.pred_original_sample.flatten_all()?,
-            0,
-            0,
-        )?;
+        for (dst, src) in [
+            (prev_sample, &out.prev_sample),
+            (pred_original_sample, &out.pred_original_sample),
+        ] {
+            dst.flatten_all()?.slice_set(&src.flatten_all()?, 0, 0)?;
+        }
         Ok(())
     }
 
@@ -555,6 +563,16 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// The fused path (where it applies) and the op path.
+    const BOTH: [CandleBackend; 2] = [
+        CandleBackend {
+            dispatch: Dispatch::Auto,
+        },
+        CandleBackend {
+            dispatch: Dispatch::Ops,
+        },
+    ];
+
     #[test]
     fn dtype_and_shape_errors() {
         let mut scheduler = DdimScheduler::new(crate::DdimConfig::default()).unwrap();
@@ -585,12 +603,7 @@ mod tests {
             eta: 0.5,
             ..Default::default()
         };
-        for backend in [
-            CandleBackend::default(),
-            CandleBackend {
-                dispatch: Dispatch::Ops,
-            },
-        ] {
+        for backend in BOTH {
             assert!(matches!(
                 backend.step(&scheduler, &x, 900, &x, &eta),
                 Err(Error::MissingNoise { .. })
@@ -615,12 +628,7 @@ mod tests {
         let mut scheduler = DdimScheduler::new(crate::DdimConfig::default()).unwrap();
         scheduler.set_timesteps(10).unwrap();
         let opts = TensorStepOptions::default();
-        for backend in [
-            CandleBackend::default(),
-            CandleBackend {
-                dispatch: Dispatch::Ops,
-            },
-        ] {
+        for backend in BOTH {
             let x = Tensor::new(0.5f32, &Device::Cpu).unwrap();
             let out = backend.step(&scheduler, &x, 900, &x, &opts).unwrap();
             assert_eq!(out.prev_sample.dims(), &[] as &[usize]);

@@ -74,6 +74,34 @@ fn slice_options<'a, T>(
     }
 }
 
+/// Checks that the model output and the noise (if any) have the sample's `shape`.
+fn check_step_inputs<T, D: Dimension>(
+    shape: &[usize],
+    model_output: &ArrayView<'_, T, D>,
+    options: &TensorStepOptions<ArrayView<'_, T, D>>,
+) -> Result<()> {
+    check_shape("model_output", shape, model_output.shape())?;
+    if let Some(z) = &options.variance_noise {
+        check_shape("variance_noise", shape, z.shape())?;
+    }
+    Ok(())
+}
+
+/// `add_noise` and `get_velocity`: checks the noise, expands the timesteps to one per item of
+/// axis 0, runs `op` (the slice path's function) on the arrays in logical order.
+fn combine<T: Element, D: Dimension>(
+    x: ArrayView<'_, T, D>,
+    noise: ArrayView<'_, T, D>,
+    timesteps: &[usize],
+    op: impl FnOnce(&[T], &[T], &[usize]) -> Result<Vec<T>>,
+) -> Result<Array<T, D>> {
+    let shape = x.shape();
+    check_shape("noise", shape, noise.shape())?;
+    let ts = per_item_timesteps(timesteps, shape)?;
+    let out = op(&logical(&x), &logical(&noise), &ts)?;
+    array_from(x.raw_dim(), out)
+}
+
 /// One DDIM step on arrays (see [`DdimScheduler::step`] for the update):
 /// x_{t_prev} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ_t²)·ε̂ + σ_t·z, with x̂₀ and ε̂ recovered from
 /// `model_output` and `sample` by the config's prediction type and x̂₀ clipped or thresholded.
@@ -104,10 +132,7 @@ pub fn step<T: Element, D: Dimension>(
     options: &TensorStepOptions<ArrayView<'_, T, D>>,
 ) -> Result<TensorStepOutput<Array<T, D>>> {
     let shape = sample.shape();
-    check_shape("model_output", shape, model_output.shape())?;
-    if let Some(z) = &options.variance_noise {
-        check_shape("variance_noise", shape, z.shape())?;
-    }
+    check_step_inputs(shape, &model_output, options)?;
     let (m, x) = (logical(&model_output), logical(&sample));
     let z = options.variance_noise.as_ref().map(logical);
     let batch = super::batch_of(shape);
@@ -155,10 +180,7 @@ pub fn step_into<T: Element, D: Dimension>(
     mut pred_original_sample: ArrayViewMut<'_, T, D>,
 ) -> Result<()> {
     let shape = sample.shape();
-    check_shape("model_output", shape, model_output.shape())?;
-    if let Some(z) = &options.variance_noise {
-        check_shape("variance_noise", shape, z.shape())?;
-    }
+    check_step_inputs(shape, &model_output, options)?;
     check_shape("prev_sample", shape, prev_sample.shape())?;
     check_shape("pred_original_sample", shape, pred_original_sample.shape())?;
     let (m, x) = (logical(&model_output), logical(&sample));
@@ -202,11 +224,9 @@ pub fn add_noise<T: Element, D: Dimension>(
     noise: ArrayView<'_, T, D>,
     timesteps: &[usize],
 ) -> Result<Array<T, D>> {
-    let shape = original_samples.shape();
-    check_shape("noise", shape, noise.shape())?;
-    let ts = per_item_timesteps(timesteps, shape)?;
-    let out = scheduler.add_noise(&logical(&original_samples), &logical(&noise), &ts)?;
-    array_from(original_samples.raw_dim(), out)
+    combine(original_samples, noise, timesteps, |x, n, ts| {
+        scheduler.add_noise(x, n, ts)
+    })
 }
 
 /// The velocity target on arrays: v_t = √ᾱ_t·ε − √(1 − ᾱ_t)·x₀, with one timestep per item
@@ -230,11 +250,9 @@ pub fn get_velocity<T: Element, D: Dimension>(
     noise: ArrayView<'_, T, D>,
     timesteps: &[usize],
 ) -> Result<Array<T, D>> {
-    let shape = sample.shape();
-    check_shape("noise", shape, noise.shape())?;
-    let ts = per_item_timesteps(timesteps, shape)?;
-    let out = scheduler.get_velocity(&logical(&sample), &logical(&noise), &ts)?;
-    array_from(sample.raw_dim(), out)
+    combine(sample, noise, timesteps, |x, n, ts| {
+        scheduler.get_velocity(x, n, ts)
+    })
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@
 //! EDM, cosine DPM: no discrete β schedule) loads the same way but adds
 //! [`ConfigWarning::ForeignFamily`]. The library returns warnings; it never prints them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -139,12 +139,8 @@ impl DdimConfig {
     ///
     /// As [`DdimConfig::from_file`].
     pub fn load_file(path: impl AsRef<Path>) -> Result<LoadedConfig> {
-        let file = resolve_config_file(path.as_ref())?;
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::ConfigIo {
-            path: file.clone(),
-            reason: e.to_string(),
-        })?;
-        load_text(&text, &file.display().to_string())
+        let (text, source_name) = read_config_file(path.as_ref())?;
+        load_text(&text, &source_name)
     }
 
     /// Builds a config from an already-parsed JSON object, as `DDIMScheduler.from_config(dict)`.
@@ -159,7 +155,9 @@ impl DdimConfig {
 
 const CONFIG_NAME: &str = "scheduler_config.json";
 
-fn resolve_config_file(path: &Path) -> Result<std::path::PathBuf> {
+/// The config file a path names: the path itself, or in a model folder
+/// `<dir>/scheduler/scheduler_config.json`, else `<dir>/scheduler_config.json`.
+fn resolve_config_file(path: &Path) -> Result<PathBuf> {
     if !path.is_dir() {
         return Ok(path.to_path_buf());
     }
@@ -177,25 +175,49 @@ fn resolve_config_file(path: &Path) -> Result<std::path::PathBuf> {
         })
 }
 
-fn load_text(text: &str, source_name: &str) -> Result<LoadedConfig> {
-    let parse_error = |reason: String| Error::ConfigParse {
+/// Reads the config file of a file or model folder (see [`resolve_config_file`]); returns its
+/// text and the name errors give it.
+pub(crate) fn read_config_file(path: &Path) -> Result<(String, String)> {
+    let file = resolve_config_file(path)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::ConfigIo {
+        path: file.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok((text, file.display().to_string()))
+}
+
+/// The `Error::ConfigParse` of `source_name` with `reason`.
+pub(crate) fn parse_error(source_name: &str, reason: String) -> Error {
+    Error::ConfigParse {
         source_name: source_name.to_string(),
         reason,
-    };
+    }
+}
+
+/// Parses a config text into its top-level JSON object, naming merge-conflict markers as such.
+pub(crate) fn parse_object(text: &str, source_name: &str) -> Result<Map<String, Value>> {
     if let Some((line, marker)) = find_conflict_marker(text) {
-        return Err(parse_error(format!(
-            "merge-conflict marker {marker:?} on line {line}: resolve the conflict first"
-        )));
+        return Err(parse_error(
+            source_name,
+            format!("merge-conflict marker {marker:?} on line {line}: resolve the conflict first"),
+        ));
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| parse_error(format!("not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| parse_error(source_name, format!("not valid JSON: {e}")))?;
     match value {
-        Value::Object(object) => extract(&object, source_name),
-        other => Err(parse_error(format!(
-            "expected a JSON object at the top level, found {}",
-            json_kind(&other)
-        ))),
+        Value::Object(object) => Ok(object),
+        other => Err(parse_error(
+            source_name,
+            format!(
+                "expected a JSON object at the top level, found {}",
+                json_kind(&other)
+            ),
+        )),
     }
+}
+
+fn load_text(text: &str, source_name: &str) -> Result<LoadedConfig> {
+    extract(&parse_object(text, source_name)?, source_name)
 }
 
 fn find_conflict_marker(text: &str) -> Option<(usize, &str)> {
@@ -219,94 +241,172 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// The port of `ConfigMixin.extract_init_dict` followed by `register_to_config`.
-fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedConfig> {
-    let parse_error = |reason: String| Error::ConfigParse {
-        source_name: source_name.to_string(),
-        reason,
-    };
+/// What `_class_name` said about the class a file was written for.
+pub(crate) enum SourceClass {
+    /// No `_class_name`, or a list of names (diffusers ignores both).
+    Unnamed,
+    /// A scheduler of diffusers 0.42.1; its own keys were dropped.
+    Known {
+        /// The file's `_class_name`.
+        name: String,
+        /// Whether that scheduler has a discrete β schedule.
+        has_beta_schedule: bool,
+    },
+    /// A name diffusers 0.42.1 does not know.
+    Unknown(String),
+}
+
+/// A config object split as `ConfigMixin.extract_init_dict` splits it for a target class.
+pub(crate) struct InitDict {
+    /// The input without `_use_default_values` and the keys it lists.
+    pub(crate) original: Map<String, Value>,
+    /// The keys the target may read, and the unexpected ones: `original` without the private
+    /// keys, `quantization_config` and the keys dropped silently.
+    pub(crate) remaining: Map<String, Value>,
+    /// What `_class_name` said.
+    pub(crate) class: SourceClass,
+}
+
+/// Steps 1 to 4 of `extract_init_dict` for a target taking the keys `expected`: drops the
+/// `_use_default_values` keys, the keys only DDIM-compatible schedulers take (when
+/// `drop_compatible`; diffusers does so for classes with compatibles), the keys of the class
+/// `_class_name` names (unless `expected`), the private keys and `quantization_config`.
+pub(crate) fn split_init_dict(
+    input: &Map<String, Value>,
+    source_name: &str,
+    expected: &BTreeSet<&str>,
+    drop_compatible: bool,
+) -> Result<InitDict> {
     let table = known_schedulers();
 
     // 1. `_use_default_values`: those keys take the target's defaults.
-    let used_defaults: BTreeSet<String> = match input.get("_use_default_values") {
+    let used_defaults: BTreeSet<&str> = match input.get("_use_default_values") {
         None => BTreeSet::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         Some(other) => {
-            return Err(parse_error(format!(
-                "`_use_default_values` must be a list of key names, found {}",
-                json_kind(other)
-            )))
+            return Err(parse_error(
+                source_name,
+                format!(
+                    "`_use_default_values` must be a list of key names, found {}",
+                    json_kind(other)
+                ),
+            ))
         }
     };
     let original: Map<String, Value> = input
         .iter()
-        .filter(|(k, _)| *k != "_use_default_values" && !used_defaults.contains(*k))
+        .filter(|(k, _)| *k != "_use_default_values" && !used_defaults.contains(k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let expected: BTreeSet<&str> = DdimConfig::KEYS.iter().copied().collect();
 
-    // 2. keys of compatible schedulers that DDIM does not take: dropped silently.
+    // 2. keys of compatible schedulers that the target does not take: dropped silently.
     let mut remaining: Map<String, Value> = original
         .iter()
-        .filter(|(k, _)| !table.compatible_only_keys.contains(*k))
+        .filter(|(k, _)| !(drop_compatible && table.compatible_only_keys.contains(*k)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
 
     // 3. `_class_name`: the original class's own keys are dropped too.
-    let mut warnings = Vec::new();
-    match remaining.remove("_class_name") {
-        None => {}
+    let class = match remaining.remove("_class_name") {
+        None | Some(Value::Array(_)) => SourceClass::Unnamed,
         Some(Value::String(name)) => match table.classes.get(&name) {
             Some(class) => {
                 remaining.retain(|k, _| {
                     expected.contains(k.as_str()) || !class.init_keys.iter().any(|c| c == k)
                 });
-                if !class.has_beta_schedule {
-                    warnings.push(ConfigWarning::ForeignFamily { class_name: name });
+                SourceClass::Known {
+                    name,
+                    has_beta_schedule: class.has_beta_schedule,
                 }
             }
-            None => warnings.push(ConfigWarning::UnknownClass { class_name: name }),
+            None => SourceClass::Unknown(name),
         },
-        Some(Value::Array(_)) => {}
         Some(other) => {
-            return Err(parse_error(format!(
-                "`_class_name` must be a string or a list of strings, found {}",
-                json_kind(&other)
-            )))
+            return Err(parse_error(
+                source_name,
+                format!(
+                    "`_class_name` must be a string or a list of strings, found {}",
+                    json_kind(&other)
+                ),
+            ))
         }
-    }
+    };
 
-    // 4. private keys and `quantization_config` are set aside, DDIM keys are read.
+    // 4. private keys and `quantization_config` are set aside.
     remaining.retain(|k, _| !k.starts_with('_') && k != "quantization_config");
-    let mut config = DdimConfig::default();
+    Ok(InitDict {
+        original,
+        remaining,
+        class,
+    })
+}
+
+/// Moves the `keys` present in `remaining` into `config` (type-checked by [`set_key`]);
+/// returns the keys that were absent, so at their defaults.
+pub(crate) fn read_keys(
+    config: &mut DdimConfig,
+    keys: &[&'static str],
+    remaining: &mut Map<String, Value>,
+    source_name: &str,
+) -> Result<Vec<&'static str>> {
     let mut defaulted_keys = Vec::new();
-    for key in DdimConfig::KEYS {
+    for &key in keys {
         match remaining.remove(key) {
-            Some(value) => set_key(&mut config, key, &value).map_err(|e| match e {
-                Error::InvalidConfig { key, reason } => parse_error(format!("`{key}` {reason}")),
+            Some(value) => set_key(config, key, &value).map_err(|e| match e {
+                Error::InvalidConfig { key, reason } => {
+                    parse_error(source_name, format!("`{key}` {reason}"))
+                }
                 other => other,
             })?,
             None => defaulted_keys.push(key),
         }
     }
+    Ok(defaulted_keys)
+}
+
+/// Step 5, `register_to_config`: every key of `original` that is not `expected` is kept, with
+/// `_class_name` renamed to `target_class` (diffusers drops a key named `kwargs`).
+pub(crate) fn extra_keys(
+    original: Map<String, Value>,
+    expected: &BTreeSet<&str>,
+    target_class: &str,
+) -> BTreeMap<String, Value> {
+    original
+        .into_iter()
+        .filter(|(k, _)| !expected.contains(k.as_str()) && k != "kwargs")
+        .map(|(k, v)| match k.as_str() {
+            "_class_name" => (k, Value::String(target_class.into())),
+            _ => (k, v),
+        })
+        .collect()
+}
+
+/// The port of `ConfigMixin.extract_init_dict` followed by `register_to_config`.
+fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedConfig> {
+    let expected: BTreeSet<&str> = DdimConfig::KEYS.iter().copied().collect();
+    let InitDict {
+        original,
+        mut remaining,
+        class,
+    } = split_init_dict(input, source_name, &expected, true)?;
+    let mut warnings = Vec::new();
+    match class {
+        SourceClass::Known {
+            name,
+            has_beta_schedule: false,
+        } => warnings.push(ConfigWarning::ForeignFamily { class_name: name }),
+        SourceClass::Unknown(name) => {
+            warnings.push(ConfigWarning::UnknownClass { class_name: name })
+        }
+        SourceClass::Unnamed | SourceClass::Known { .. } => {}
+    }
+    let mut config = DdimConfig::default();
+    let defaulted_keys = read_keys(&mut config, &DdimConfig::KEYS, &mut remaining, source_name)?;
     if !remaining.is_empty() {
         let keys = remaining.keys().cloned().collect();
         warnings.insert(0, ConfigWarning::UnexpectedKeys { keys });
     }
-
-    // 5. everything that is not a DDIM key is kept, `_class_name` renamed to the target
-    //    (diffusers' `register_to_config` drops a key named `kwargs`).
-    config.extra = original
-        .into_iter()
-        .filter(|(k, _)| !expected.contains(k.as_str()) && k != "kwargs")
-        .map(|(k, v)| match k.as_str() {
-            "_class_name" => (k, Value::String("DDIMScheduler".into())),
-            _ => (k, v),
-        })
-        .collect();
+    config.extra = extra_keys(original, &expected, "DDIMScheduler");
     Ok(LoadedConfig {
         config,
         warnings,

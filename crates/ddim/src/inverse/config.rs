@@ -22,10 +22,12 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::known_schedulers::known_schedulers;
-use crate::config::load::set_key;
+use crate::config::load::{
+    extra_keys, parse_error, parse_object, read_config_file, read_keys, split_init_dict, InitDict,
+    SourceClass,
+};
 use crate::config::{BetaSchedule, DdimConfig, PredictionType, TimestepSpacing};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The configuration of a [`DdimInverseScheduler`](crate::DdimInverseScheduler): the 12 keys
 /// of diffusers' `DDIMInverseScheduler.__init__` with the same names and defaults, the
@@ -229,8 +231,8 @@ impl DdimInverseConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::ConfigParse`] for text that is not a JSON object, or a key with a value of
-    /// the wrong type.
+    /// [`Error::ConfigParse`](crate::Error::ConfigParse) for text that is not a JSON object
+    /// (merge-conflict markers are named as such), or a key with a value of the wrong type.
     pub fn load_json_str(text: &str) -> Result<LoadedInverseConfig> {
         parse(text, "<string>")
     }
@@ -240,33 +242,11 @@ impl DdimInverseConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::ConfigIo`] when nothing can be read there; otherwise as
+    /// [`Error::ConfigIo`](crate::Error::ConfigIo) when nothing can be read there; otherwise as
     /// [`load_json_str`](Self::load_json_str).
     pub fn load_file(path: impl AsRef<Path>) -> Result<LoadedInverseConfig> {
-        let path = path.as_ref();
-        let file = if path.is_dir() {
-            let candidates = [
-                path.join("scheduler").join("scheduler_config.json"),
-                path.join("scheduler_config.json"),
-            ];
-            candidates
-                .iter()
-                .find(|c| c.is_file())
-                .cloned()
-                .ok_or_else(|| Error::ConfigIo {
-                    path: path.to_path_buf(),
-                    reason: "a folder with neither scheduler/scheduler_config.json nor \
-                             scheduler_config.json"
-                        .into(),
-                })?
-        } else {
-            path.to_path_buf()
-        };
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::ConfigIo {
-            path: file.clone(),
-            reason: e.to_string(),
-        })?;
-        parse(&text, &file.display().to_string())
+        let (text, source_name) = read_config_file(path.as_ref())?;
+        parse(&text, &source_name)
     }
 
     /// `DDIMInverseScheduler.from_config(dict)` of an already-parsed JSON object.
@@ -280,73 +260,36 @@ impl DdimInverseConfig {
 }
 
 fn parse(text: &str, source_name: &str) -> Result<LoadedInverseConfig> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(object)) => extract(&object, source_name),
-        Ok(_) => Err(Error::ConfigParse {
-            source_name: source_name.into(),
-            reason: "expected a JSON object at the top level".into(),
-        }),
-        Err(e) => Err(Error::ConfigParse {
-            source_name: source_name.into(),
-            reason: format!("not valid JSON: {e}"),
-        }),
-    }
+    extract(&parse_object(text, source_name)?, source_name)
 }
 
-/// The port of `ConfigMixin.extract_init_dict` for `DDIMInverseScheduler`, then the
-/// `_deprecated_kwargs` re-injection of `from_config`.
+/// The port of `ConfigMixin.extract_init_dict` for `DDIMInverseScheduler` (no compatible
+/// classes, so no key is dropped on that ground), then the `_deprecated_kwargs` re-injection
+/// of `from_config`.
 fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedInverseConfig> {
-    let parse_error = |reason: String| Error::ConfigParse {
-        source_name: source_name.to_string(),
-        reason,
-    };
-    let used_defaults: BTreeSet<&str> = match input.get("_use_default_values") {
-        None => BTreeSet::new(),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        Some(_) => {
-            return Err(parse_error(
-                "`_use_default_values` must be a list of key names".into(),
-            ))
-        }
-    };
-    let original: Map<String, Value> = input
-        .iter()
-        .filter(|(k, _)| *k != "_use_default_values" && !used_defaults.contains(k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let expected: BTreeSet<&str> = DdimInverseConfig::KEYS.iter().copied().collect();
-    let mut remaining = original.clone();
+    let InitDict {
+        original,
+        mut remaining,
+        class,
+    } = split_init_dict(input, source_name, &expected, false)?;
     let mut warnings = Vec::new();
-    match remaining.remove("_class_name") {
-        None | Some(Value::Array(_)) => {}
-        Some(Value::String(name)) => {
-            if let Some(class) = known_schedulers().classes.get(&name) {
-                remaining.retain(|k, _| {
-                    expected.contains(k.as_str()) || !class.init_keys.iter().any(|c| c == k)
-                });
-                if !class.has_beta_schedule {
-                    warnings.push(InverseConfigWarning::ForeignFamily { class_name: name });
-                }
-            }
-        }
-        Some(_) => {
-            return Err(parse_error(
-                "`_class_name` must be a string or a list of strings".into(),
-            ))
-        }
+    if let SourceClass::Known {
+        name,
+        has_beta_schedule: false,
+    } = class
+    {
+        warnings.push(InverseConfigWarning::ForeignFamily { class_name: name });
     }
-    remaining.retain(|k, _| !k.starts_with('_') && k != "quantization_config");
 
     // The 12 keys are read with the forward config's parser (same names, types and modes).
     let mut shared = DdimConfig::default();
-    for key in DdimInverseConfig::KEYS {
-        if let Some(value) = remaining.remove(key) {
-            set_key(&mut shared, key, &value).map_err(|e| match e {
-                Error::InvalidConfig { key, reason } => parse_error(format!("`{key}` {reason}")),
-                other => other,
-            })?;
-        }
-    }
+    read_keys(
+        &mut shared,
+        &DdimInverseConfig::KEYS,
+        &mut remaining,
+        source_name,
+    )?;
     let mut config = DdimInverseConfig::from_shared_keys(&shared);
     if !remaining.is_empty() {
         let keys = remaining.keys().cloned().collect();
@@ -361,18 +304,12 @@ fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedInvers
             warnings.push(InverseConfigWarning::DeprecatedSetAlphaToZero { value: *value });
         }
         Some(other) => {
-            return Err(parse_error(format!(
-                "`set_alpha_to_zero` must be true, false or null, found {other}"
-            )))
+            return Err(parse_error(
+                source_name,
+                format!("`set_alpha_to_zero` must be true, false or null, found {other}"),
+            ))
         }
     }
-    config.extra = original
-        .into_iter()
-        .filter(|(k, _)| !expected.contains(k.as_str()) && k != "kwargs")
-        .map(|(k, v)| match k.as_str() {
-            "_class_name" => (k, Value::String("DDIMInverseScheduler".into())),
-            _ => (k, v),
-        })
-        .collect();
+    config.extra = extra_keys(original, &expected, "DDIMInverseScheduler");
     Ok(LoadedInverseConfig { config, warnings })
 }

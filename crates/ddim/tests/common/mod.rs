@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use ddim::{DdimConfig, DdimScheduler, ZeroSnrGuard};
+use ddim::{DdimConfig, DdimScheduler, PredictionType, StepCoefficients, ZeroSnrGuard};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
 
@@ -182,4 +182,53 @@ impl Worst {
 #[allow(dead_code)]
 pub fn parity_scheduler(config: DdimConfig) -> ddim::Result<DdimScheduler> {
     DdimScheduler::new(config).map(|s| s.with_zero_snr_guard(ZeroSnrGuard::Off))
+}
+
+/// A JSON count of the fixtures.
+pub fn usize_of(v: &Value) -> usize {
+    v.as_u64().unwrap() as usize
+}
+
+/// A JSON list of counts (timesteps) of the fixtures.
+pub fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array().unwrap().iter().map(usize_of).collect()
+}
+
+/// How much a 1-ulp change in a scalar coefficient can move the step's outputs: the largest
+/// input magnitude times the worst amplification on the way. Divisions amplify
+/// (x̂₀ = (x − √b·m)/√a divides by √ᾱ_t; ε̂ from x̂₀ by √(1 − ᾱ_t)), and so do the
+/// cancellations inside the coefficients: σ² has the factor 1 − ᾱ_t/ᾱ_prev (small for close
+/// timesteps), and the direction coefficient is √((1 − ᾱ_prev) − σ²) (small when η ≈ 1).
+pub fn sensitivity(
+    c: &StepCoefficients,
+    prediction: PredictionType,
+    clipped_eps: bool,
+    inputs: &[&[f32]],
+) -> f64 {
+    let (sa, sb) = (
+        f64::from(c.sqrt_alpha_prod_t),
+        f64::from(c.sqrt_beta_prod_t),
+    );
+    let mut gain: f64 = match prediction {
+        PredictionType::Epsilon => 1.0 / sa,
+        PredictionType::Sample => 1.0 / sb,
+        PredictionType::VPrediction => 1.0,
+    };
+    if clipped_eps {
+        gain = gain.max(1.0 / sb);
+    }
+    let (a, a_prev) = (f64::from(c.alpha_prod_t), f64::from(c.alpha_prod_t_prev));
+    let direction_sq = f64::from(c.direction).powi(2);
+    if direction_sq > 0.0 {
+        gain = gain.max((1.0 - a_prev) / direction_sq);
+    }
+    if c.eta > 0.0 && a < a_prev {
+        gain = gain.max(1.0 / (1.0 - a / a_prev));
+    }
+    let magnitude = inputs
+        .iter()
+        .flat_map(|v| v.iter())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    magnitude * gain.max(1.0)
 }

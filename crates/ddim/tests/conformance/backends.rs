@@ -36,6 +36,34 @@ impl Dtype {
 /// What one step returns: (x_{t_prev}, x̂₀), widened to f64.
 pub type Outputs = ddim::Result<(Vec<f64>, Vec<f64>)>;
 
+/// The inputs of one step, in f64 (each backend rounds them to its element type).
+#[derive(Debug, Clone, Copy)]
+pub struct StepInputs<'a> {
+    /// The model output.
+    pub m: &'a [f64],
+    pub t: usize,
+    /// The sample.
+    pub x: &'a [f64],
+    pub shape: &'a [usize],
+    pub eta: f32,
+    /// `use_clipped_model_output`.
+    pub ucmo: bool,
+    /// The variance noise.
+    pub z: Option<&'a [f64]>,
+}
+
+impl StepInputs<'_> {
+    /// The tensor backends' options with `noise` (the backend's own copy of `z`).
+    #[cfg(any(feature = "ndarray", feature = "candle"))]
+    fn tensor_options<N>(&self, noise: Option<N>) -> ddim::backend::TensorStepOptions<N> {
+        ddim::backend::TensorStepOptions {
+            eta: self.eta,
+            use_clipped_model_output: self.ucmo,
+            variance_noise: noise,
+        }
+    }
+}
+
 /// One way of running the scheduler on the fixtures.
 pub trait Backend {
     fn name(&self) -> String;
@@ -44,18 +72,7 @@ pub trait Backend {
     fn exact(&self) -> bool {
         true
     }
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &self,
-        s: &DdimScheduler,
-        m: &[f64],
-        t: usize,
-        x: &[f64],
-        shape: &[usize],
-        eta: f32,
-        ucmo: bool,
-        z: Option<&[f64]>,
-    ) -> Outputs;
+    fn step(&self, s: &DdimScheduler, inputs: &StepInputs<'_>) -> Outputs;
     /// add_noise (`velocity` false) or get_velocity, one timestep per item of axis 0.
     fn combine(
         &self,
@@ -115,27 +132,17 @@ impl<T: Typed> Backend for Slice<T> {
     fn dtype(&self) -> Dtype {
         T::KIND
     }
-    fn step(
-        &self,
-        s: &DdimScheduler,
-        m: &[f64],
-        t: usize,
-        x: &[f64],
-        shape: &[usize],
-        eta: f32,
-        ucmo: bool,
-        z: Option<&[f64]>,
-    ) -> Outputs {
-        let z = z.map(to_elem::<T>);
+    fn step(&self, s: &DdimScheduler, i: &StepInputs<'_>) -> Outputs {
+        let z = i.z.map(to_elem::<T>);
         #[allow(clippy::needless_update)] // StepOptions may gain fields
         let options = StepOptions {
-            eta,
-            use_clipped_model_output: ucmo,
+            eta: i.eta,
+            use_clipped_model_output: i.ucmo,
             variance_noise: z.as_deref(),
-            batch_size: shape[0],
+            batch_size: i.shape[0],
             ..Default::default()
         };
-        let out = s.step(&to_elem::<T>(m), t, &to_elem::<T>(x), &options)?;
+        let out = s.step(&to_elem::<T>(i.m), i.t, &to_elem::<T>(i.x), &options)?;
         Ok((to_f64(&out.prev_sample), to_f64(&out.pred_original_sample)))
     }
     fn combine(
@@ -163,7 +170,7 @@ pub use self::nd::{NdLayout, Ndarray};
 #[cfg(feature = "ndarray")]
 mod nd {
     use super::*;
-    use ddim::backend::{ndarray as nd, TensorStepOptions};
+    use ddim::backend::ndarray as nd;
     use ndarray::{ArrayD, Axis, IxDyn};
 
     /// How the arrays are laid out in memory (the logical values are always the same).
@@ -220,24 +227,11 @@ mod nd {
         fn dtype(&self) -> Dtype {
             T::KIND
         }
-        fn step(
-            &self,
-            s: &DdimScheduler,
-            m: &[f64],
-            t: usize,
-            x: &[f64],
-            shape: &[usize],
-            eta: f32,
-            ucmo: bool,
-            z: Option<&[f64]>,
-        ) -> Outputs {
-            let (m, x) = (self.array(m, shape), self.array(x, shape));
-            let z = z.map(|z| self.array(z, shape));
-            let options = TensorStepOptions {
-                eta,
-                use_clipped_model_output: ucmo,
-                variance_noise: z.as_ref().map(|z| z.view()),
-            };
+        fn step(&self, s: &DdimScheduler, i: &StepInputs<'_>) -> Outputs {
+            let (shape, t) = (i.shape, i.t);
+            let (m, x) = (self.array(i.m, shape), self.array(i.x, shape));
+            let z = i.z.map(|z| self.array(z, shape));
+            let options = i.tensor_options(z.as_ref().map(|z| z.view()));
             let flat = |a: &ArrayD<T>| to_f64(&a.iter().copied().collect::<Vec<T>>());
             match self.layout {
                 NdLayout::Standard => {
@@ -288,7 +282,6 @@ mod cd {
     use super::*;
     use candle_core::{Device, Tensor, WithDType};
     use ddim::backend::candle::{CandleBackend, Dispatch};
-    use ddim::backend::TensorStepOptions;
 
     /// The device the candle backends run on: `DDIM_TEST_DEVICE=cuda` (or `metal`) for a GPU
     /// (the crate must be built with candle's feature for it), else the CPU.
@@ -362,25 +355,11 @@ mod cd {
         fn exact(&self) -> bool {
             self.device.is_cpu()
         }
-        fn step(
-            &self,
-            s: &DdimScheduler,
-            m: &[f64],
-            t: usize,
-            x: &[f64],
-            shape: &[usize],
-            eta: f32,
-            ucmo: bool,
-            z: Option<&[f64]>,
-        ) -> Outputs {
-            let (m, x) = (self.tensor(m, shape), self.tensor(x, shape));
-            let z = z.map(|z| self.tensor(z, shape));
-            let options = TensorStepOptions {
-                eta,
-                use_clipped_model_output: ucmo,
-                variance_noise: z.as_ref(),
-            };
-            let out = self.backend().step(s, &m, t, &x, &options)?;
+        fn step(&self, s: &DdimScheduler, i: &StepInputs<'_>) -> Outputs {
+            let (m, x) = (self.tensor(i.m, i.shape), self.tensor(i.x, i.shape));
+            let z = i.z.map(|z| self.tensor(z, i.shape));
+            let options = i.tensor_options(z.as_ref());
+            let out = self.backend().step(s, &m, i.t, &x, &options)?;
             assert_eq!(out.prev_sample.dtype(), <T as WithDType>::DTYPE);
             Ok((
                 flat::<T>(&out.prev_sample),
