@@ -161,7 +161,7 @@ fn public_timestep_functions_refuse_an_overflowing_steps_offset() {
     }
     // The largest offset that fits is still computed (and refused as outside [0, T) by
     // inference_timesteps, as diffusers issue #10003).
-    let top = 999 * (1000 / 1000);
+    let top = 999; // (n − 1)·⌊T/n⌋ for n = T = 1000
     let offset = i64::MAX as usize - top;
     let raw = diffusers_timesteps(1000, Leading, offset, 1000).unwrap();
     assert_eq!((raw[0], raw[999]), (i64::MAX, offset as i64));
