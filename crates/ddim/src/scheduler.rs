@@ -800,14 +800,22 @@ impl DdimScheduler {
                 .for_each(|((((p, o), m), x), z)| item(m, x, z, p, o));
             return;
         }
-        let mut noise_items = noise.into_iter().flat_map(|z| z.chunks_exact(per_item));
         let items = prev_sample
             .chunks_exact_mut(per_item)
             .zip(pred_original_sample.chunks_exact_mut(per_item))
             .zip(model_output.chunks_exact(per_item))
             .zip(sample.chunks_exact(per_item));
-        for (((p, o), m), x) in items {
-            item(m, x, noise_items.next(), p, o);
+        match noise {
+            Some(z) => {
+                for ((((p, o), m), x), z) in items.zip(z.chunks_exact(per_item)) {
+                    item(m, x, Some(z), p, o);
+                }
+            }
+            None => {
+                for (((p, o), m), x) in items {
+                    item(m, x, None, p, o);
+                }
+            }
         }
     }
 
