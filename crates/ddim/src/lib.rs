@@ -95,17 +95,6 @@
 )]
 
 pub mod backend;
-// lint debt: fixed after the issue-options merge
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::unreachable,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss
-)]
 mod coefficients;
 pub mod config;
 pub mod element;
@@ -120,30 +109,8 @@ mod parallel;
 pub mod policy;
 pub mod rng;
 pub mod schedule;
-// lint debt: fixed after the issue-options merge
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::unreachable,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss
-)]
 mod scheduler;
 mod threshold;
-// lint debt: fixed after the issue-options merge
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::unreachable,
-    clippy::cast_possible_truncation,
-    clippy::cast_possible_wrap,
-    clippy::cast_sign_loss
-)]
 pub mod timesteps;
 
 pub use coefficients::StepCoefficients;

@@ -168,7 +168,14 @@ impl DdimScheduler {
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0
         } else {
-            schedule.alphas_cumprod[0]
+            // `validate` refuses T = 0, so ᾱ_0 exists; the error only restates that rule.
+            *schedule
+                .alphas_cumprod
+                .first()
+                .ok_or_else(|| Error::InvalidConfig {
+                    key: "num_train_timesteps",
+                    reason: "must be at least 1, got 0".into(),
+                })?
         };
         let timesteps = (0..config.num_train_timesteps).rev().collect();
         Ok(Self {
@@ -434,11 +441,25 @@ impl DdimScheduler {
         Ok(())
     }
 
+    /// ᾱ_t of a training timestep, [`Error::TimestepOutOfRange`] outside `[0, T)`.
+    fn alpha_cumprod(&self, timestep: usize) -> Result<f32> {
+        self.check_timestep(timestep)?;
+        self.schedule
+            .alphas_cumprod
+            .get(timestep)
+            .copied()
+            .ok_or(Error::TimestepOutOfRange {
+                timestep: i64::try_from(timestep).unwrap_or(i64::MAX),
+                num_train_timesteps: self.config.num_train_timesteps,
+            })
+    }
+
     fn check_timestep(&self, timestep: usize) -> Result<()> {
         let t = self.config.num_train_timesteps;
         if timestep >= t {
             return Err(Error::TimestepOutOfRange {
-                timestep: timestep as i64,
+                // Saturates only for a timestep beyond i64::MAX (still out of range).
+                timestep: i64::try_from(timestep).unwrap_or(i64::MAX),
                 num_train_timesteps: t,
             });
         }
@@ -745,11 +766,10 @@ impl DdimScheduler {
         }
         // Thresholding, per item: x̂₀ into its output while the quantile of |x̂₀| is found
         // (with the x_{t_prev} buffer as scratch), then the fused pass with the threshold.
-        let per_item = sample.len() / options.batch_size;
+        // A batch size of at least 1 dividing the non-empty sample: items of ≥ 1 element.
+        let per_item = (sample.len() / options.batch_size.max(1)).max(1);
         let k = kernel::scalars(c, <T::Compute as Compute>::ONE);
-        let item = |b: usize, p: &mut [T], o: &mut [T]| {
-            let range = b * per_item..(b + 1) * per_item;
-            let (m, x) = (&model_output[range.clone()], &sample[range.clone()]);
+        let item = |m: &[T], x: &[T], z: Option<&[T]>, p: &mut [T], o: &mut [T]| {
             let q = threshold::recover_x0_and_quantile(
                 config.prediction_type,
                 &k,
@@ -760,24 +780,42 @@ impl DdimScheduler {
                 p,
             );
             let s = threshold::dynamic_threshold(q, config.sample_max_value);
-            let z = noise.map(|z| &z[range]);
             kernel::ddim_update_thresholded(rule, s, m, x, z, p, o);
         };
-        let items = prev_sample
-            .chunks_exact_mut(per_item)
-            .zip(pred_original_sample.chunks_exact_mut(per_item));
         #[cfg(feature = "rayon")]
         if sample.len() >= kernel::PARALLEL_MIN_LEN && options.batch_size > 1 {
+            use rayon::iter::Either;
             use rayon::prelude::*;
+            // The noise of each item, or `None` for every item when there is none.
+            let noise_items = match noise {
+                Some(z) => Either::Left(z.par_chunks_exact(per_item).map(Some)),
+                None => Either::Right(rayon::iter::repeat_n(None, options.batch_size)),
+            };
             prev_sample
                 .par_chunks_exact_mut(per_item)
                 .zip(pred_original_sample.par_chunks_exact_mut(per_item))
-                .enumerate()
-                .for_each(|(b, (p, o))| item(b, p, o));
+                .zip(model_output.par_chunks_exact(per_item))
+                .zip(sample.par_chunks_exact(per_item))
+                .zip(noise_items)
+                .for_each(|((((p, o), m), x), z)| item(m, x, z, p, o));
             return;
         }
-        for (b, (p, o)) in items.enumerate() {
-            item(b, p, o);
+        let items = prev_sample
+            .chunks_exact_mut(per_item)
+            .zip(pred_original_sample.chunks_exact_mut(per_item))
+            .zip(model_output.chunks_exact(per_item))
+            .zip(sample.chunks_exact(per_item));
+        match noise {
+            Some(z) => {
+                for ((((p, o), m), x), z) in items.zip(z.chunks_exact(per_item)) {
+                    item(m, x, Some(z), p, o);
+                }
+            }
+            None => {
+                for (((p, o), m), x) in items {
+                    item(m, x, None, p, o);
+                }
+            }
         }
     }
 
@@ -832,23 +870,27 @@ impl DdimScheduler {
     ) -> Result<Vec<T>> {
         check_len("noise", sample.len(), noise.len())?;
         check_batch(timesteps.len(), sample.len())?;
-        for &t in timesteps {
-            self.check_timestep(t)?;
-        }
-        let per_item = sample.len() / timesteps.len();
+        let alphas = timesteps
+            .iter()
+            .map(|&t| self.alpha_cumprod(t))
+            .collect::<Result<Vec<f32>>>()?;
         let mut out = Vec::with_capacity(sample.len());
-        for (b, &t) in timesteps.iter().enumerate() {
+        if sample.is_empty() {
+            return Ok(out);
+        }
+        // The batch size (≥ 1) divides the non-empty sample: items of ≥ 1 element.
+        let per_item = (sample.len() / timesteps.len()).max(1);
+        let items = sample
+            .chunks_exact(per_item)
+            .zip(noise.chunks_exact(per_item));
+        for ((xs, es), &alpha) in items.zip(&alphas) {
             // diffusers casts ᾱ to the sample's dtype before the square roots.
-            let a = T::Compute::from_f32(self.schedule.alphas_cumprod[t]);
+            let a = T::Compute::from_f32(alpha);
             let (sa, sb) = (a.sqrt(), (T::Compute::ONE - a).sqrt());
-            let range = b * per_item..(b + 1) * per_item;
             out.extend(
-                sample[range.clone()]
-                    .iter()
-                    .zip(&noise[range])
-                    .map(|(&x, &e)| {
-                        T::from_compute(combine(sa, sb, x.to_compute(), e.to_compute()))
-                    }),
+                xs.iter().zip(es).map(|(&x, &e)| {
+                    T::from_compute(combine(sa, sb, x.to_compute(), e.to_compute()))
+                }),
             );
         }
         Ok(out)

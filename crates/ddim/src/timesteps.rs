@@ -31,34 +31,64 @@ use crate::error::{Error, Result};
 ///
 /// ```
 /// use ddim::{timesteps::diffusers_timesteps, TimestepSpacing};
-/// assert_eq!(diffusers_timesteps(1000, TimestepSpacing::Linspace, 0, 7), [999, 832, 666, 500, 333, 166, 0]);
-/// let t = diffusers_timesteps(1000, TimestepSpacing::Trailing, 0, 61);
+/// assert_eq!(diffusers_timesteps(1000, TimestepSpacing::Linspace, 0, 7)?, [999, 832, 666, 500, 333, 166, 0]);
+/// let t = diffusers_timesteps(1000, TimestepSpacing::Trailing, 0, 61)?;
 /// assert_eq!((t.len(), t[61]), (62, -1)); // diffusers' extra step
+/// # Ok::<(), ddim::Error>(())
 /// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidStepCount`] when `n` is larger than `T` (diffusers raises there too);
+/// [`Error::InvalidConfig`] when `T` exceeds `i64::MAX`, or (for `leading`) when
+/// `(n − 1)·⌊T/n⌋ + steps_offset` does not fit in an `i64`.
 pub fn diffusers_timesteps(
     num_train_timesteps: usize,
     spacing: TimestepSpacing,
     steps_offset: usize,
     n: usize,
-) -> Vec<i64> {
-    if n == 0 {
-        return Vec::new();
+) -> Result<Vec<i64>> {
+    if n > num_train_timesteps {
+        return Err(Error::InvalidStepCount {
+            requested: n,
+            reason: format!("must be at most num_train_timesteps = {num_train_timesteps}"),
+        });
     }
-    let t = num_train_timesteps as i64;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let t = i64::try_from(num_train_timesteps).map_err(|_| Error::InvalidConfig {
+        key: "num_train_timesteps",
+        reason: format!("must be at most {}, got {num_train_timesteps}", i64::MAX),
+    })?;
+    // n ≤ T ≤ i64::MAX from here on.
+    // n ≤ T ≤ i64::MAX, so the fallback is never taken.
+    let n_i64 = i64::try_from(n).unwrap_or(t);
     match spacing {
         TimestepSpacing::Leading => {
-            let ratio = t / n as i64;
-            (0..n as i64)
-                .rev()
-                .map(|i| i * ratio + steps_offset as i64)
-                .collect()
+            let ratio = t / n_i64;
+            // The largest timestep, (n − 1)·ratio ≤ T, plus the offset; every other is smaller.
+            let top = (n_i64 - 1) * ratio;
+            let offset = i64::try_from(steps_offset)
+                .ok()
+                .filter(|o| top.checked_add(*o).is_some())
+                .ok_or_else(|| Error::InvalidConfig {
+                    key: "steps_offset",
+                    reason: format!(
+                        "must be at most {} for leading spacing with {n} steps of \
+                         num_train_timesteps = {num_train_timesteps} (the timesteps are i64), \
+                         got {steps_offset}",
+                        i64::MAX - top
+                    ),
+                })?;
+            Ok((0..n_i64).rev().map(|i| i * ratio + offset).collect())
         }
         TimestepSpacing::Linspace => {
             if n == 1 {
-                return vec![0];
+                return Ok(vec![0]);
             }
             let step = (t - 1) as f64 / (n - 1) as f64;
-            (0..n)
+            Ok((0..n)
                 .rev()
                 .map(|i| {
                     let v = if i == n - 1 {
@@ -66,27 +96,37 @@ pub fn diffusers_timesteps(
                     } else {
                         i as f64 * step + 0.0
                     };
-                    v.round_ties_even() as i64
+                    round_to_i64(v)
                 })
-                .collect()
+                .collect())
         }
         TimestepSpacing::Trailing => {
             let ratio = t as f64 / n as f64;
             let start = t as f64;
+            // ⌈T/(T/n)⌉ is n or n + 1 (float rounding), never negative: `as` saturates anyway.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let len = ((0.0 - start) / -ratio).ceil() as usize;
             let delta = (start + -ratio) - start;
-            (0..len)
+            Ok((0..len)
                 .map(|i| {
                     let v = if i == 0 {
                         start
                     } else {
                         start + i as f64 * delta
                     };
-                    v.round_ties_even() as i64 - 1
+                    round_to_i64(v) - 1
                 })
-                .collect()
+                .collect())
         }
     }
+}
+
+/// numpy's `round` then `astype(int64)` of a value in `[-1, T]` (T ≤ i64::MAX).
+fn round_to_i64(v: f64) -> i64 {
+    // In range by construction (T and the steps are ≤ i64::MAX); `as` saturates, never panics.
+    #[allow(clippy::cast_possible_truncation)]
+    let r = v.round_ties_even() as i64;
+    r
 }
 
 /// The `n` inference timesteps for a spacing, descending, each in `[0, T)`.
@@ -101,7 +141,8 @@ pub fn diffusers_timesteps(
 /// # Errors
 ///
 /// [`Error::InvalidStepCount`] when `n` is 0, larger than `T`, or (for `leading`) when
-/// `steps_offset` pushes the first timestep to `T` or beyond.
+/// `steps_offset` pushes the first timestep to `T` or beyond; [`Error::InvalidConfig`] as
+/// [`diffusers_timesteps`] (a `T` or a `leading` `steps_offset` beyond `i64`).
 pub fn inference_timesteps(
     num_train_timesteps: usize,
     spacing: TimestepSpacing,
@@ -115,23 +156,25 @@ pub fn inference_timesteps(
     if n == 0 {
         return Err(refuse("must be at least 1".into()));
     }
-    if n > num_train_timesteps {
-        return Err(refuse(format!(
-            "must be at most num_train_timesteps = {num_train_timesteps}"
-        )));
-    }
-    let mut raw = diffusers_timesteps(num_train_timesteps, spacing, steps_offset, n);
+    let mut raw = diffusers_timesteps(num_train_timesteps, spacing, steps_offset, n)?;
     // trailing's extra `-1` (see the module docs): keep diffusers' first n.
     raw.truncate(n);
-    let first = raw[0];
-    if first >= num_train_timesteps as i64 {
-        return Err(refuse(format!(
-            "{spacing} spacing with steps_offset = {steps_offset} gives timestep {first}, \
+    let outside = |t: i64| {
+        refuse(format!(
+            "{spacing} spacing with steps_offset = {steps_offset} gives timestep {t}, \
              outside [0, {num_train_timesteps}) (diffusers issue #10003); \
              use fewer steps, steps_offset = 0 or trailing spacing"
-        )));
+        ))
+    };
+    // Descending, so the first is the largest.
+    if let Some(&first) = raw.first() {
+        if !usize::try_from(first).is_ok_and(|f| f < num_train_timesteps) {
+            return Err(outside(first));
+        }
     }
-    Ok(raw.into_iter().map(|t| t as usize).collect())
+    raw.into_iter()
+        .map(|t| usize::try_from(t).map_err(|_| outside(t)))
+        .collect()
 }
 
 /// The DDIM paper's quadratic spacing (`skip_type = "quad"` in the authors' code), exactly `n`
@@ -155,8 +198,9 @@ pub fn inference_timesteps(
 ///
 /// # Errors
 ///
-/// [`Error::InvalidStepCount`] for `n = 0`, or when de-duplication (or `steps_offset`) would
-/// push a timestep to `T` or beyond.
+/// [`Error::InvalidStepCount`] for `n = 0` or `n > T`, or when de-duplication (or
+/// `steps_offset`) would push a timestep to `T` or beyond; [`Error::InvalidConfig`] when
+/// `steps_offset` is so large that a timestep overflows `usize`.
 pub fn quad_timesteps(
     num_train_timesteps: usize,
     steps_offset: usize,
@@ -169,6 +213,12 @@ pub fn quad_timesteps(
     if n == 0 {
         return Err(refuse("must be at least 1".into()));
     }
+    // n distinct timesteps in [0, T) need n ≤ T (also bounds the allocation below).
+    if n > num_train_timesteps {
+        return Err(refuse(format!(
+            "must be at most num_train_timesteps = {num_train_timesteps}"
+        )));
+    }
     let stop = (num_train_timesteps as f64 * 0.8).sqrt();
     let step = if n > 1 { stop / (n - 1) as f64 } else { 0.0 };
     let mut out: Vec<usize> = Vec::with_capacity(n);
@@ -180,7 +230,17 @@ pub fn quad_timesteps(
         };
         // `astype(int)` truncates; the value is in [0, 0.8·T], so it fits.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let raw = (x * x) as usize + steps_offset;
+        let square = (x * x) as usize;
+        let raw = square
+            .checked_add(steps_offset)
+            .ok_or_else(|| Error::InvalidConfig {
+                key: "steps_offset",
+                reason: format!(
+                    "must be at most {} for quad spacing with {n} steps of \
+                     num_train_timesteps = {num_train_timesteps}, got {steps_offset}",
+                    usize::MAX - square
+                ),
+            })?;
         let t = match out.last() {
             Some(&prev) if raw <= prev => prev + 1,
             _ => raw,
@@ -255,7 +315,7 @@ mod tests {
         ];
         for (spacing, n, want) in cases {
             assert_eq!(
-                diffusers_timesteps(1000, spacing, 0, n),
+                diffusers_timesteps(1000, spacing, 0, n).unwrap(),
                 want,
                 "{spacing} n={n}"
             );

@@ -108,3 +108,73 @@ fn zero_snr_rescale_with_one_timestep_is_refused() {
         "{err}"
     );
 }
+
+/// Issue 9 (2026-11-27): the public `timesteps::inference_timesteps`, `diffusers_timesteps`
+/// and `quad_timesteps` computed `i·⌊T/n⌋ + steps_offset` unchecked, so a direct call (not
+/// through `DdimScheduler`, whose `validate` bounds the offset) with `steps_offset` near
+/// `usize::MAX / 2` overflowed: a panic in debug builds, wrapped timesteps in release. Now an
+/// `InvalidConfig` naming `steps_offset` and its limit (quad: the usual out-of-range error).
+#[test]
+fn public_timestep_functions_refuse_an_overflowing_steps_offset() {
+    use ddim::timesteps::{diffusers_timesteps, inference_timesteps, quad_timesteps};
+    use ddim::{Error, TimestepSpacing::*};
+    for n in [1, 2, 10, 1000] {
+        // The largest i64 timestep (n − 1)·⌊T/n⌋ + offset allows.
+        let top = (n - 1) * (1000 / n);
+        let limit = i64::MAX as usize - top;
+        // usize::MAX / 2 = i64::MAX, the issue's case, overflows for n ≥ 2.
+        let overflowing = [usize::MAX / 2, limit + 1, usize::MAX];
+        for offset in overflowing.into_iter().filter(|&o| o > limit) {
+            let raw = diffusers_timesteps(1000, Leading, offset, n);
+            let ours = inference_timesteps(1000, Leading, offset, n);
+            for err in [raw.unwrap_err(), ours.unwrap_err()] {
+                let msg = err.to_string();
+                assert!(
+                    matches!(
+                        err,
+                        Error::InvalidConfig {
+                            key: "steps_offset",
+                            ..
+                        }
+                    ),
+                    "{n} {offset}: {msg}"
+                );
+                assert!(
+                    msg.contains(&format!("`steps_offset` must be at most {limit}"))
+                        && msg.contains(&format!("got {offset}")),
+                    "{msg}"
+                );
+            }
+            let err = quad_timesteps(1000, offset, n).unwrap_err();
+            // quad refuses its first timestep, offset + 0 ≥ T, before any sum can overflow.
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidConfig {
+                        key: "steps_offset",
+                        ..
+                    } | Error::InvalidStepCount { .. }
+                ),
+                "{err}"
+            );
+        }
+    }
+    // The largest offset that fits is still computed (and refused as outside [0, T) by
+    // inference_timesteps, as diffusers issue #10003).
+    let top = 999; // (n − 1)·⌊T/n⌋ for n = T = 1000
+    let offset = i64::MAX as usize - top;
+    let raw = diffusers_timesteps(1000, Leading, offset, 1000).unwrap();
+    assert_eq!((raw[0], raw[999]), (i64::MAX, offset as i64));
+    let err = inference_timesteps(1000, Leading, offset, 1000).unwrap_err();
+    assert!(matches!(err, Error::InvalidStepCount { .. }), "{err}");
+    // The spacings that ignore the offset are unaffected.
+    for spacing in [Linspace, Trailing] {
+        assert_eq!(
+            inference_timesteps(1000, spacing, usize::MAX, 10).unwrap(),
+            inference_timesteps(1000, spacing, 0, 10).unwrap()
+        );
+    }
+    // n beyond T was an unbounded allocation (capacity overflow panic) in quad_timesteps.
+    assert!(quad_timesteps(1000, 0, usize::MAX).is_err());
+    assert!(diffusers_timesteps(1000, Leading, 0, usize::MAX).is_err());
+}

@@ -127,7 +127,8 @@ pub struct DdimInverseScheduler {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidConfig`] for `linspace`, which diffusers' inverse does not support.
+/// [`Error::InvalidConfig`] for `linspace`, which diffusers' inverse does not support; the
+/// errors of [`diffusers_timesteps`] (`n > T`, a `T` or `leading` offset beyond `i64`).
 pub fn diffusers_inverse_timesteps(
     num_train_timesteps: usize,
     spacing: TimestepSpacing,
@@ -135,7 +136,7 @@ pub fn diffusers_inverse_timesteps(
     n: usize,
 ) -> Result<Vec<i64>> {
     refuse_linspace(spacing)?;
-    let mut t = diffusers_timesteps(num_train_timesteps, spacing, steps_offset, n);
+    let mut t = diffusers_timesteps(num_train_timesteps, spacing, steps_offset, n)?;
     t.reverse();
     Ok(t)
 }
