@@ -381,11 +381,8 @@ fn needs_feature(input: &str) -> Option<&'static str> {
 }
 
 fn feature_on(feature: &str) -> bool {
-    match feature {
-        "ndarray" => cfg!(feature = "ndarray"),
-        "candle" => cfg!(feature = "candle"),
-        _ => false,
-    }
+    (feature == "ndarray" && cfg!(feature = "ndarray"))
+        || (feature == "candle" && cfg!(feature = "candle"))
 }
 
 /// What a row's input does: the error, or the warnings of a config that loads (and builds).
