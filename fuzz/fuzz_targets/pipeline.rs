@@ -81,13 +81,21 @@ fn scheduler_parts(input: &Input) {
     }
 
     // Custom timesteps.
-    let custom: Vec<usize> = input.custom.iter().take(64).map(|&v| usize::from(v)).collect();
+    let custom: Vec<usize> = input
+        .custom
+        .iter()
+        .take(64)
+        .map(|&v| usize::from(v))
+        .collect();
     let mut with_custom = scheduler.clone();
     match with_custom.set_timesteps_custom(&custom) {
         Ok(()) => {
             assert!(!custom.is_empty());
             assert!(custom.iter().all(|&v| v < t), "{custom:?} outside [0, {t})");
-            assert!(custom.windows(2).all(|w| w[0] > w[1]), "{custom:?} not decreasing");
+            assert!(
+                custom.windows(2).all(|w| w[0] > w[1]),
+                "{custom:?} not decreasing"
+            );
             assert_eq!(with_custom.timesteps(), custom);
             for &ts in &custom {
                 with_custom.prev_timestep(ts).unwrap();
@@ -151,7 +159,12 @@ fn scheduler_parts(input: &Input) {
                     ..Default::default()
                 };
                 let one = scheduler
-                    .step(&model_output[range.clone()], ts, &sample[range.clone()], &options)
+                    .step(
+                        &model_output[range.clone()],
+                        ts,
+                        &sample[range.clone()],
+                        &options,
+                    )
                     .unwrap();
                 assert_eq!(bits(&one.prev_sample), bits(&out[range]));
             }

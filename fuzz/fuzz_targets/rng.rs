@@ -181,7 +181,11 @@ fn cuda_calls(input: &Input, gpu: GpuProperties) {
                 a.set_offset(o);
                 b.set_offset(o);
             }
-            Call::CudaWindow { numel, start, len: l } => {
+            Call::CudaWindow {
+                numel,
+                start,
+                len: l,
+            } => {
                 let numel = len(numel);
                 let mut full = vec![0f32; numel];
                 a.fill_randn_f32(&mut full);
@@ -207,7 +211,12 @@ fn cuda_calls(input: &Input, gpu: GpuProperties) {
 }
 
 fn latents(input: &Input) {
-    let shape: Vec<usize> = input.shape.iter().take(6).map(|&d| usize::from(d)).collect();
+    let shape: Vec<usize> = input
+        .shape
+        .iter()
+        .take(6)
+        .map(|&d| usize::from(d))
+        .collect();
     let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     if !matches!(numel, Some(n) if n <= MAX_LEN) && !shape.is_empty() {
         return;
@@ -236,7 +245,10 @@ fn latents(input: &Input) {
             assert!(gens.len() == 1 || gens.len() == shape[0]);
         }
         Err(e) => {
-            assert!(matches!(e, ddim::Error::GeneratorCountMismatch { .. }), "{e}");
+            assert!(
+                matches!(e, ddim::Error::GeneratorCountMismatch { .. }),
+                "{e}"
+            );
         }
     }
 }
@@ -260,10 +272,18 @@ fn steps(input: &Input) {
         assert_eq!(g.next_u64(), before, "a failed step drew numbers");
     } else {
         let again = scheduler
-            .step_with_generator(&m, timestep, &x, &options, &mut TorchCpuGenerator::new(input.seed))
+            .step_with_generator(
+                &m,
+                timestep,
+                &x,
+                &options,
+                &mut TorchCpuGenerator::new(input.seed),
+            )
             .unwrap();
         let first = first.unwrap();
-        same_bits(&first.prev_sample, &again.prev_sample, |v| u64::from(v.to_bits()));
+        same_bits(&first.prev_sample, &again.prev_sample, |v| {
+            u64::from(v.to_bits())
+        });
     }
     let mut gens: Vec<TorchCpuGenerator> = input
         .generator_seeds
@@ -289,9 +309,7 @@ fuzz_target!(|input: Input| {
     ) {
         cuda_calls(&input, gpu);
     } else {
-        assert!(
-            input.multiprocessor_count == 0 || input.max_threads_per_multiprocessor < 256
-        );
+        assert!(input.multiprocessor_count == 0 || input.max_threads_per_multiprocessor < 256);
     }
     latents(&input);
     steps(&input);
