@@ -17,6 +17,12 @@ fn ddim_in(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env("RUST_BACKTRACE", "1")
+        // `--model` searches the Hugging Face cache folders: the same absent ones everywhere.
+        .env("HF_HUB_CACHE", "no-such-hub")
+        .env("HOME", "no-such-home")
+        .env_remove("HUGGINGFACE_HUB_CACHE")
+        .env_remove("HF_HOME")
+        .env_remove("XDG_CACHE_HOME")
         .output()
         .unwrap()
 }

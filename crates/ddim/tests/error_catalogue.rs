@@ -4,7 +4,10 @@
 //! cannot drift from the code. (tests/errors.rs and tests/real_configs.rs test the same
 //! errors' values and the loading of the real configs in more depth.)
 
-use ddim::{DdimConfig, DdimScheduler, Error, PrevTimestepRule, StepOptions, TimestepSpacing};
+use ddim::{
+    DdimConfig, DdimInverseConfig, DdimInverseScheduler, DdimScheduler, Error, EtaPolicy,
+    PrevTimestepRule, SpacingOverride, StepOptions, TimestepSpacing, VarianceKind,
+};
 
 const CATALOGUE: &str = include_str!("../../../docs/errors.md");
 const ERROR_RS: &str = include_str!("../src/error.rs");
@@ -135,8 +138,251 @@ fn call(name: &str) -> Result<(), Error> {
             };
             s.step(&m, 980, &bad, &o).map(drop)
         }
+        other => pipeline_call(other),
+    }
+}
+
+/// Calls of the inverse scheduler, img2img, guidance, custom and quad timesteps and the
+/// eta policies.
+fn pipeline_call(name: &str) -> Result<(), Error> {
+    use ddim::guidance::{classifier_free_guidance, rescale_noise_cfg};
+    let x = [0.5f32, -0.25, 0.75, 1.0];
+    let m = [0.1f32, 0.2, 0.3, 0.4];
+    let s = scheduler(50);
+    let noisy_step = |s: &DdimScheduler, eta: f32, t: usize| {
+        let z = [0.0f32; 4];
+        let o = StepOptions {
+            eta,
+            variance_noise: Some(&z[..]),
+            ..Default::default()
+        };
+        s.step(&m, t, &x, &o).map(drop)
+    };
+    match name {
+        "inverse-linspace" => DdimInverseScheduler::new(DdimInverseConfig {
+            timestep_spacing: TimestepSpacing::Linspace,
+            ..DdimInverseConfig::default()
+        })?
+        .set_timesteps(10),
+        "inverse-matching-thresholded" => {
+            let forward = DdimScheduler::new(DdimConfig {
+                thresholding: true,
+                ..DdimConfig::default()
+            })?;
+            DdimInverseScheduler::matching(&forward).map(drop)
+        }
+        "inverse-step-before-set-timesteps" => {
+            DdimInverseScheduler::new(DdimInverseConfig::default())?
+                .step(&m, 20, &x)
+                .map(drop)
+        }
+        "inverse-step-at-1000" => {
+            let mut inverse = DdimInverseScheduler::new(DdimInverseConfig::default())?;
+            inverse.set_timesteps(50)?;
+            inverse.step(&m, 1000, &x).map(drop)
+        }
+        "inverse-model-output-3-sample-4" => {
+            let mut inverse = DdimInverseScheduler::new(DdimInverseConfig::default())?;
+            inverse.set_timesteps(50)?;
+            inverse.step(&m[..3], 20, &x).map(drop)
+        }
+        "img2img-strength-1.5" => ddim::img2img::img2img_timesteps(&s, 1.5).map(drop),
+        "img2img-strength-0.01-of-50" => ddim::img2img::img2img_timesteps(&s, 0.01).map(drop),
+        "img2img-before-set-timesteps" => {
+            let fresh = DdimScheduler::new(DdimConfig::default())?;
+            ddim::img2img::img2img_timesteps(&fresh, 0.8).map(drop)
+        }
+        "cfg-scale-inf" => {
+            let mut out = [0.0f32; 4];
+            classifier_free_guidance(&m, &x, f32::INFINITY, &mut out)
+        }
+        "cfg-text-3-uncond-4" => {
+            let mut out = [0.0f32; 4];
+            classifier_free_guidance(&m, &x[..3], 7.5, &mut out)
+        }
+        "rescale-batch-4-of-4" => rescale_noise_cfg(&mut m.clone(), &x, 0.7, 4),
+        "rescale-batch-3-of-4" => rescale_noise_cfg(&mut m.clone(), &x, 0.7, 3),
+        "rescale-constant-cfg" => rescale_noise_cfg(&mut [0.1f32, 0.2, 0.3, 0.3], &x, 0.7, 2),
+        "rescale-nan-phi" => rescale_noise_cfg(&mut m.clone(), &x, f32::NAN, 2),
+        "slerp-t-nan" => ddim::slerp(f64::NAN, &m, &x, &mut [0.0; 4]),
+        "lerp-inf-input" => ddim::lerp(0.5, &[f32::INFINITY, 0.0], &[0.0, 1.0], &mut [0.0; 2]),
+        "slerp-v1-3-v0-4" => ddim::slerp(0.5, &m, &x[..3], &mut [0.0; 4]),
+        "custom-timesteps-increasing" => s.clone().set_timesteps_custom(&[10, 20]),
+        "custom-timesteps-empty" => s.clone().set_timesteps_custom(&[]),
+        "custom-timesteps-1000" => s.clone().set_timesteps_custom(&[1000, 500]),
+        "quad-1000-steps" => s
+            .clone()
+            .with_spacing_override(SpacingOverride::Quad)
+            .set_timesteps(1000),
+        "quad-offset-reaches-T" => DdimScheduler::new(DdimConfig {
+            num_train_timesteps: 10,
+            steps_offset: 8,
+            ..DdimConfig::default()
+        })?
+        .with_spacing_override(SpacingOverride::Quad)
+        .set_timesteps(3),
+        "zero-snr-epsilon-trailing" => DdimScheduler::new(DdimConfig {
+            rescale_betas_zero_snr: true,
+            timestep_spacing: TimestepSpacing::Trailing,
+            ..DdimConfig::default()
+        })?
+        .set_timesteps(10),
+        "zero-snr-epsilon-custom" => DdimScheduler::new(DdimConfig {
+            rescale_betas_zero_snr: true,
+            ..DdimConfig::default()
+        })?
+        .set_timesteps_custom(&[999, 500]),
+        "eta-5-at-500-diffusers-policy" => {
+            noisy_step(&s.clone().with_eta_policy(EtaPolicy::Diffusers), 5.0, 500)
+        }
+        "eta-5-at-500-clamp-sigma" => {
+            noisy_step(&s.clone().with_eta_policy(EtaPolicy::ClampSigma), 5.0, 500)
+        }
+        "eta-1.5-at-500-ddpm-larger" => noisy_step(
+            &s.clone().with_variance_kind(VarianceKind::DdpmLarger),
+            1.5,
+            500,
+        ),
+        other => rng_call(other),
+    }
+}
+
+/// Calls of the torch-compatible generators.
+fn rng_call(name: &str) -> Result<(), Error> {
+    use ddim::rng::{randn_latents, randn_latents_per_item, GpuProperties, TorchCpuGenerator};
+    let x = [0.5f32, -0.25, 0.75, 1.0];
+    let m = [0.1f32, 0.2, 0.3, 0.4];
+    let s = scheduler(50);
+    let eta_batch = |eta: f32, batch_size: usize| StepOptions {
+        eta,
+        batch_size,
+        ..Default::default()
+    };
+    match name {
+        "randn-latents-empty-shape" => {
+            randn_latents::<f32, _>(&[], &mut TorchCpuGenerator::new(0)).map(drop)
+        }
+        "randn-latents-overflow" => {
+            randn_latents::<f32, _>(&[2, usize::MAX], &mut TorchCpuGenerator::new(0)).map(drop)
+        }
+        "randn-latents-3-generators-batch-2" => {
+            let mut gens = [0, 1, 2].map(TorchCpuGenerator::new);
+            randn_latents_per_item::<f32, _>(&[2, 4], &mut gens).map(drop)
+        }
+        "step-with-3-generators-batch-2" => {
+            let mut gens = [0, 1, 2].map(TorchCpuGenerator::new);
+            s.step_with_generators(&m, 980, &x, &eta_batch(1.0, 2), &mut gens)
+                .map(drop)
+        }
+        "step-with-generator-and-noise" => {
+            let z = [0.0f32; 4];
+            let o = StepOptions {
+                variance_noise: Some(&z[..]),
+                ..eta_batch(1.0, 1)
+            };
+            s.step_with_generator(&m, 980, &x, &o, &mut TorchCpuGenerator::new(0))
+                .map(drop)
+        }
+        "gpu-properties-0-sm" => GpuProperties::new(0, 2048).map(drop),
+        "gpu-properties-128-threads" => GpuProperties::new(132, 128).map(drop),
+        "cuda-window-past-numel" => {
+            let gpu = GpuProperties::new(132, 2048)?;
+            let mut g = ddim::rng::TorchCudaGenerator::new(0, gpu);
+            g.randn_window_f32(10, 8, &mut [0.0; 3])
+        }
+        other => hub_call(other),
+    }
+}
+
+/// Calls of the Hugging Face cache lookup. The cache folders are relative to crates/ddim (where
+/// the test runs), so the messages are the same on every machine.
+fn hub_call(name: &str) -> Result<(), Error> {
+    use ddim::config::hub::find_scheduler_config;
+    use std::path::PathBuf;
+    let absent = [PathBuf::from("tests/data/no-such-hub")];
+    match name {
+        "hub-model-id-three-parts" => find_scheduler_config(&absent, "a/b/c", None).map(drop),
+        "hub-model-id-dashes" => find_scheduler_config(&absent, "org--x/model", None).map(drop),
+        "hub-revision-dotdot" => {
+            find_scheduler_config(&absent, "org/model", Some("../../etc")).map(drop)
+        }
+        "hub-no-cache-folder" => find_scheduler_config(&[], "org/model", None).map(drop),
+        "hub-absent-folder" => find_scheduler_config(&absent, "org/model", None).map(drop),
+        "hub-ref-without-snapshot" => {
+            // A cache whose refs/main names a commit that has no snapshot folder.
+            let dir = PathBuf::from("../../target/tmp/error-catalogue-hub");
+            let refs = dir.join("models--org--model/refs");
+            std::fs::create_dir_all(&refs).unwrap();
+            std::fs::write(refs.join("main"), "0123abc\n").unwrap();
+            find_scheduler_config(&[dir], "org/model", None).map(drop)
+        }
+        other => backend_call(other),
+    }
+}
+
+/// Calls of the tensor backends (only with their features; see `needs_feature`).
+fn backend_call(name: &str) -> Result<(), Error> {
+    match name {
+        #[cfg(feature = "ndarray")]
+        "ndarray-model-output-transposed" => {
+            use ddim::backend::ndarray as nd;
+            let s = scheduler(50);
+            let x = ndarray::Array2::<f32>::zeros((2, 3));
+            let m = ndarray::Array2::<f32>::zeros((3, 2));
+            nd::step(&s, m.view(), 980, x.view(), &Default::default()).map(drop)
+        }
+        #[cfg(feature = "ndarray")]
+        "ndarray-add-noise-3-timesteps-batch-2" => {
+            let s = scheduler(50);
+            let x = ndarray::Array2::<f32>::zeros((2, 3));
+            ddim::backend::ndarray::add_noise(&s, x.view(), x.view(), &[1, 2, 3]).map(drop)
+        }
+        #[cfg(feature = "candle")]
+        name if name.starts_with("candle-") => candle_call(name),
         other => panic!("docs/errors.md names an unknown call `{other}`"),
     }
+}
+
+#[cfg(feature = "candle")]
+fn candle_call(name: &str) -> Result<(), Error> {
+    use candle_core::{DType, Device, Tensor};
+    use ddim::backend::candle as cb;
+    let s = scheduler(50);
+    let tensor = |shape: (usize, usize), dtype| Tensor::zeros(shape, dtype, &Device::Cpu).unwrap();
+    let x = tensor((2, 3), DType::F32);
+    let opts = ddim::backend::TensorStepOptions::default();
+    match name {
+        "candle-u32-sample" => {
+            let ints = tensor((2, 3), DType::U32);
+            cb::step(&s, &ints, 980, &ints, &opts).map(drop)
+        }
+        "candle-f16-model-output" => {
+            cb::step(&s, &tensor((2, 3), DType::F16), 980, &x, &opts).map(drop)
+        }
+        "candle-model-output-transposed" => {
+            cb::step(&s, &tensor((3, 2), DType::F32), 980, &x, &opts).map(drop)
+        }
+        "candle-non-contiguous-output" => {
+            let out = tensor((3, 2), DType::F32).t().unwrap();
+            cb::step_into(&s, &x, 980, &x, &opts, &out, &x.zeros_like().unwrap())
+        }
+        other => panic!("docs/errors.md names an unknown call `{other}`"),
+    }
+}
+
+/// The feature a `call: …` row needs, if any: rows of a backend whose feature is off are
+/// skipped (CI runs this test with every feature).
+fn needs_feature(input: &str) -> Option<&'static str> {
+    let name = input.strip_prefix("call: ")?;
+    [("ndarray-", "ndarray"), ("candle-", "candle")]
+        .into_iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map(|(_, feature)| feature)
+}
+
+fn feature_on(feature: &str) -> bool {
+    (feature == "ndarray" && cfg!(feature = "ndarray"))
+        || (feature == "candle" && cfg!(feature = "candle"))
 }
 
 /// What a row's input does: the error, or the warnings of a config that loads (and builds).
@@ -160,6 +406,9 @@ fn every_documented_error_has_its_message() {
     let mut failures = Vec::new();
     for cells in &rows {
         let (what, input, want) = (first_code(cells[0]), code(cells[1]), code(cells[2]));
+        if needs_feature(input).is_some_and(|f| !feature_on(f)) {
+            continue;
+        }
         let got = match (run(input), what.strip_prefix("Error::")) {
             (Err(e), Some(variant)) => {
                 let debug = format!("{e:?}");

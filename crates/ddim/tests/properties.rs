@@ -1,11 +1,12 @@
 //! Property tests (proptest) over valid configs: the timestep schedule, ᾱ, determinism, the
-//! η > 0 step without noise, and the config JSON round trip. Case counts are kept small so the
+//! η > 0 step without noise, the config JSON round trip, quad and custom timesteps, and the
+//! inverse step undoing the forward step. Case counts are kept small so the
 //! file runs in seconds in a debug build; `PROPTEST_CASES=1000 cargo test -p ddim --test
 //! properties --release` runs a deeper search.
 
 use ddim::{
-    BetaSchedule, DdimConfig, DdimScheduler, Error, PredictionType, PrevTimestepRule, StepOptions,
-    TimestepSpacing, ZeroSnrGuard,
+    BetaSchedule, DdimConfig, DdimInverseScheduler, DdimScheduler, Error, PredictionType,
+    PrevTimestepRule, SpacingOverride, StepOptions, TimestepSpacing, ZeroSnrGuard,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as RunnerConfig;
@@ -222,5 +223,122 @@ proptest! {
         prop_assert_eq!(&loaded.extra["_diffusers_version"], ddim::DIFFUSERS_VERSION);
         prop_assert_eq!(&DdimConfig { extra: config.extra.clone(), ..loaded.clone() }, &config);
         prop_assert_eq!(loaded.to_json_string(), text);
+    }
+
+    /// Quad spacing (the DDIM paper's quadratic timesteps) for every n in 1..=T: n timesteps,
+    /// strictly decreasing, in [0, T), each stepping to the next; with `steps_offset` = 0 it
+    /// never refuses (de-duplication ends at most at max(n − 1, ⌊0.8·T⌋) < T); an offset may
+    /// push it to T, refused as `InvalidStepCount`.
+    #[test]
+    fn quad_spacing_gives_n_decreasing_timesteps_in_range(config in valid_config(120)) {
+        let t = config.num_train_timesteps;
+        let offset = config.steps_offset;
+        let mut s = DdimScheduler::new(config)
+            .unwrap()
+            .with_zero_snr_guard(ZeroSnrGuard::Off)
+            .with_spacing_override(SpacingOverride::Quad);
+        for n in 1..=t {
+            match s.set_timesteps(n) {
+                Ok(()) => {}
+                Err(Error::InvalidStepCount { requested, .. }) if offset > 0 => {
+                    prop_assert_eq!(requested, n);
+                    continue;
+                }
+                Err(e) => return Err(TestCaseError::fail(format!("n = {n}: {e}"))),
+            }
+            let ts = s.timesteps().to_vec();
+            prop_assert_eq!(&ts, &ddim::timesteps::quad_timesteps(t, offset, n).unwrap());
+            prop_assert_eq!(ts.len(), n);
+            prop_assert!(ts.windows(2).all(|w| w[0] > w[1]), "{:?}", ts);
+            prop_assert!(ts[0] < t && ts[n - 1] >= offset.min(t - 1), "{:?}", ts);
+            for (i, &step) in ts.iter().enumerate() {
+                prop_assert_eq!(s.prev_timestep(step).unwrap(), ts.get(i + 1).copied());
+            }
+        }
+        prop_assert!(s.set_timesteps(0).is_err());
+    }
+
+    /// Custom timesteps: accepted exactly when the list is non-empty, strictly decreasing and
+    /// in [0, T); then the schedule is that list, each step goes to the next, and a step at
+    /// each of them succeeds. A refused list leaves the scheduler as it was.
+    #[test]
+    fn custom_timesteps_accepted_iff_decreasing_and_in_range(
+        config in valid_config(200),
+        list in prop::collection::vec(0usize..210, 0..12),
+        sorted in any::<bool>(),
+        m in finite_vec(8),
+        x in finite_vec(8),
+    ) {
+        let t = config.num_train_timesteps;
+        let mut list = list;
+        if sorted {
+            list.sort_unstable_by(|a, b| b.cmp(a));
+            list.dedup();
+            list.retain(|&v| v < t);
+        }
+        let mut s = DdimScheduler::new(config).unwrap().with_zero_snr_guard(ZeroSnrGuard::Off);
+        s.set_timesteps(1).unwrap();
+        let before = s.timesteps().to_vec();
+        let valid = !list.is_empty()
+            && list.iter().all(|&v| v < t)
+            && list.windows(2).all(|w| w[0] > w[1]);
+        match s.set_timesteps_custom(&list) {
+            Ok(()) => {
+                prop_assert!(valid, "{:?} accepted with T = {}", list, t);
+                prop_assert_eq!(s.timesteps(), &list[..]);
+                for (i, &step) in list.iter().enumerate() {
+                    prop_assert_eq!(s.prev_timestep(step).unwrap(), list.get(i + 1).copied());
+                    prop_assert!(s.step(&m, step, &x, &StepOptions::default()).is_ok());
+                }
+            }
+            Err(Error::InvalidTimesteps { .. }) => {
+                prop_assert!(!valid, "{:?} refused with T = {}", list, t);
+                prop_assert_eq!(s.timesteps(), &before[..]);
+            }
+            Err(e) => return Err(TestCaseError::fail(e.to_string())),
+        }
+    }
+
+    /// The inverse undoes the forward step: for ε-prediction without clipping (any spacing,
+    /// prev-timestep rule, quad or the config's timesteps), a forward η = 0 step from t with
+    /// a fixed model output ε, then the matching inverse step at t with the same ε, returns
+    /// x_t: both pass through the same x̂₀ = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t (in f64, up to the
+    /// rounding that 1/√ᾱ amplifies).
+    #[test]
+    fn inverse_step_undoes_forward_step(
+        config in valid_config(200),
+        n in 1usize..60,
+        next_in_schedule in any::<bool>(),
+        quad in any::<bool>(),
+        pick in any::<prop::sample::Index>(),
+        eps in prop::collection::vec(-4.0f64..4.0, 8),
+        x in prop::collection::vec(-4.0f64..4.0, 8),
+    ) {
+        let config = DdimConfig {
+            prediction_type: PredictionType::Epsilon,
+            clip_sample: false,
+            thresholding: false,
+            rescale_betas_zero_snr: false,
+            ..config
+        };
+        let mut forward = DdimScheduler::new(config).unwrap();
+        if next_in_schedule {
+            forward = forward.with_prev_timestep_rule(PrevTimestepRule::NextInSchedule);
+        }
+        if quad {
+            forward = forward.with_spacing_override(SpacingOverride::Quad);
+        }
+        prop_assume!(forward.set_timesteps(n.min(forward.config().num_train_timesteps)).is_ok());
+        let inverse = DdimInverseScheduler::matching(&forward).unwrap();
+        let t = forward.timesteps()[pick.index(forward.timesteps().len())];
+        let down = forward.step(&eps, t, &x, &StepOptions::default()).unwrap();
+        let up = inverse.step(&eps, t, &down.prev_sample).unwrap();
+        let levels = inverse.step_levels(t).unwrap();
+        prop_assert_eq!(levels.source_timestep, forward.prev_timestep(t).unwrap());
+        let amplification = 1.0 / f64::from(levels.alpha_prod_source.min(levels.alpha_prod_target)).sqrt();
+        for (i, (&back, &orig)) in up.prev_sample.iter().zip(&x).enumerate() {
+            let tol = 1e-6 * amplification * (1.0 + orig.abs() + eps[i].abs());
+            prop_assert!((back - orig).abs() <= tol, "x[{}] = {} came back as {} (t = {})", i, orig, back, t);
+        }
     }
 }
