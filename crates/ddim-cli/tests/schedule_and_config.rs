@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    assert_runtime_error, assert_usage_error, config_path, ddim_here, json, stderr, success,
+    assert_runtime_error, assert_usage_error, config_path, ddim, ddim_here, json, png_size, stderr,
+    success,
 };
 
 #[test]
@@ -109,4 +110,36 @@ fn config_prints_diffusers_layout_and_warnings() {
         "{\n  \"_class_name\": \"DDIMScheduler\",\n  \"_diffusers_version\": \"0.42.1\",\n"
     ));
     assert!(stderr(&o).contains("warning: config was written for FlowMatchEulerDiscreteScheduler"));
+}
+
+/// `--plot` draws the schedule the table prints: quad and custom timesteps get their own strip
+/// row, and a zero-SNR ε config (which `sample` refuses) can still be inspected.
+#[test]
+fn schedule_plot_follows_the_timestep_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = |name: &str, extra: &[&str]| {
+        let mut args = vec!["schedule", "-n", "10", "--plot", name];
+        args.extend_from_slice(extra);
+        success(&ddim(&args, dir.path()));
+        let path = dir.path().join(name);
+        assert_eq!(png_size(&path), (960, 700));
+        std::fs::read(path).unwrap()
+    };
+    let config = plot("config.png", &[]);
+    let quad = plot("quad.png", &["--timesteps", "quad"]);
+    let custom = plot(
+        "custom.png",
+        &[
+            "--timesteps",
+            "999,700,300,10",
+            "--spacing",
+            "trailing",
+            "--rescale-betas-zero-snr",
+            "true",
+            "--compare",
+            "zero-snr",
+        ],
+    );
+    assert_ne!(config, quad);
+    assert_ne!(config, custom);
 }

@@ -71,8 +71,14 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         write_table(&scheduler, args, &rows, out)?;
     }
     if let Some(path) = &args.plot {
-        let warnings =
-            super::plot::schedule::write_plot(path, scheduler.config(), args.steps, &args.compare)?;
+        let policy = args.policy.for_inspection();
+        let warnings = super::plot::schedule::write_plot(
+            path,
+            &scheduler,
+            &args.policy.spacing_label(scheduler.config()),
+            &args.compare,
+            &|config| policy.scheduler(config, args.steps),
+        )?;
         for warning in warnings {
             eprintln!("warning: {warning}");
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use ddim::{DdimConfig, DdimScheduler, TimestepSpacing};
+use ddim::{DdimConfig, DdimScheduler, TimestepSpacing, ZeroSnrGuard};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -21,8 +21,10 @@ struct Curve {
 }
 
 impl Curve {
+    /// A curve with the config's own spacing. A plot only inspects the schedule, so the
+    /// zero-SNR guard (which refuses ε-prediction at ᾱ_t = 0 before sampling) is off.
     fn new(label: String, config: DdimConfig, steps: usize) -> anyhow::Result<Self> {
-        let mut scheduler = DdimScheduler::new(config)?;
+        let mut scheduler = DdimScheduler::new(config)?.with_zero_snr_guard(ZeroSnrGuard::Off);
         scheduler.set_timesteps(steps)?;
         Ok(Self { label, scheduler })
     }
@@ -35,11 +37,11 @@ impl Curve {
 }
 
 /// A short description of a config: β schedule, spacing, prediction type, terminal SNR.
-fn describe(config: &DdimConfig) -> String {
+fn describe(config: &DdimConfig, spacing: &str) -> String {
     format!(
         "{} β, {}, {}{}",
         config.beta_schedule,
-        config.timestep_spacing,
+        spacing.trim_end_matches(" spacing"),
         config.prediction_type,
         if config.rescale_betas_zero_snr {
             ", zero terminal SNR"
@@ -49,52 +51,67 @@ fn describe(config: &DdimConfig) -> String {
     )
 }
 
-/// Writes the plot of `base` and of each `compare` entry: `zero-snr` (the base config with
-/// `rescale_betas_zero_snr`) or the path of a `scheduler_config.json`. Returns the load
-/// warnings of the compared files.
+/// Writes the plot of `base` (a scheduler with its timesteps set, whose spacing is described
+/// by `spacing`: the config's, quad or custom) and of each `compare` entry: `zero-snr` (the
+/// base config with `rescale_betas_zero_snr`) or the path of a `scheduler_config.json`, each
+/// built by `make` with the same options as `base`. The strip below has a row for each
+/// `timestep_spacing` of the base config, and one for `base` itself when its timesteps come
+/// from elsewhere. Returns the load warnings of the compared files.
 pub(crate) fn write_plot(
     path: &Path,
-    base: &DdimConfig,
-    steps: usize,
+    base: &DdimScheduler,
+    spacing: &str,
     compare: &[String],
+    make: &dyn Fn(DdimConfig) -> anyhow::Result<DdimScheduler>,
 ) -> anyhow::Result<Vec<String>> {
+    let base_config = base.config();
+    let steps = base.timesteps().len();
     let mut warnings = Vec::new();
-    let mut curves = vec![Curve::new(
-        format!("config: {}", describe(base)),
-        base.clone(),
-        steps,
-    )?];
+    let mut curves = vec![Curve {
+        label: format!("config: {}", describe(base_config, spacing)),
+        scheduler: base.clone(),
+    }];
     for entry in compare {
-        let (label, config) = if entry == "zero-snr" {
-            let config = DdimConfig {
+        let config = if entry == "zero-snr" {
+            DdimConfig {
                 rescale_betas_zero_snr: true,
-                ..base.clone()
-            };
-            (format!("zero-snr: {}", describe(&config)), config)
+                ..base_config.clone()
+            }
         } else {
             let loaded = DdimConfig::load_file(entry)
                 .with_context(|| format!("cannot load config {entry}"))?;
             warnings.extend(loaded.warnings.iter().map(|w| format!("{entry}: {w}")));
-            let name = Path::new(entry)
-                .file_name()
-                .map_or(entry.clone(), |n| n.to_string_lossy().into_owned());
-            (
-                format!("{name}: {}", describe(&loaded.config)),
-                loaded.config,
-            )
+            loaded.config
         };
-        curves.push(Curve::new(label, config, steps)?);
+        let name = if entry == "zero-snr" {
+            entry.clone()
+        } else {
+            Path::new(entry)
+                .file_name()
+                .map_or(entry.clone(), |n| n.to_string_lossy().into_owned())
+        };
+        let label = format!("{name}: {}", describe(&config, spacing));
+        let scheduler = make(config).with_context(|| format!("cannot schedule {entry}"))?;
+        curves.push(Curve { label, scheduler });
     }
-    let spacings = TimestepSpacing::ALL
+    let mut spacings = TimestepSpacing::ALL
         .iter()
-        .map(|&spacing| {
+        .map(|&s| {
             let config = DdimConfig {
-                timestep_spacing: spacing,
-                ..base.clone()
+                timestep_spacing: s,
+                ..base_config.clone()
             };
-            Ok((spacing, Curve::new(String::new(), config, steps)?))
+            Ok((s.to_string(), Curve::new(String::new(), config, steps)?))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if spacing != format!("{} spacing", base_config.timestep_spacing) {
+        let label = spacing.trim_end_matches(" spacing").to_string();
+        let row = Curve {
+            label: String::new(),
+            scheduler: base.clone(),
+        };
+        spacings.push((label, row));
+    }
     write_png(path, SIZE, |area| draw(area, &curves, &spacings, steps))?;
     Ok(warnings)
 }
@@ -102,7 +119,7 @@ pub(crate) fn write_plot(
 fn draw(
     area: &Area<'_>,
     curves: &[Curve],
-    spacings: &[(TimestepSpacing, Curve)],
+    spacings: &[(String, Curve)],
     steps: usize,
 ) -> anyhow::Result<()> {
     let train_steps = curves
@@ -195,7 +212,7 @@ fn draw(
 /// One row per spacing, a tick at each of its timesteps, on the chart's x axis.
 fn draw_strip(
     strip: &Area<'_>,
-    spacings: &[(TimestepSpacing, Curve)],
+    spacings: &[(String, Curve)],
     x_max: f64,
     steps: usize,
 ) -> anyhow::Result<()> {
