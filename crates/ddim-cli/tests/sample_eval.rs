@@ -275,3 +275,38 @@ fn unreadable_or_broken_configs_exit_1_with_one_line() {
         "no picture on failure"
     );
 }
+
+/// The zero-SNR experiment honours the scheduler options: the next-in-schedule rule changes
+/// its numbers and is named in the title; a zero-SNR ε config is refused by the guard.
+#[test]
+fn eval_zero_snr_honours_the_scheduler_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--experiment",
+            "zero-snr",
+            "--samples",
+            "20",
+            "--seeds",
+            "2",
+            "--steps",
+            "7",
+            "-o",
+            "z.png",
+        ];
+        args.extend_from_slice(extra);
+        ddim(&args, dir.path())
+    };
+    let stride = success(&run(&[]));
+    let next = success(&run(&["--prev-timestep", "next-in-schedule"]));
+    assert!(next.contains("t_prev next in schedule"), "{next}");
+    let rows = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("| as configured"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_ne!(rows(&stride), rows(&next));
+    assert_runtime_error(&run(&["--rescale-betas-zero-snr", "true"]), "v_prediction");
+}

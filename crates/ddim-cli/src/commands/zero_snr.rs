@@ -16,7 +16,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use ddim::{DdimConfig, DdimScheduler, PredictionType, TimestepSpacing};
+use ddim::{DdimConfig, PredictionType, TimestepSpacing};
 use ddim_exact::Dataset;
 use rayon::prelude::*;
 use serde_json::json;
@@ -80,11 +80,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         .map(|arm| {
             steps
                 .iter()
-                .map(|&s| {
-                    let mut scheduler = DdimScheduler::new(arm.config.clone())?;
-                    scheduler.set_timesteps(s)?;
-                    Ok(scheduler)
-                })
+                .map(|&s| args.policy.scheduler(arm.config.clone(), s))
                 .collect::<anyhow::Result<Vec<_>>>()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -153,8 +149,9 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(
             out,
             "Zero terminal SNR on `{dataset}` (data mean brightness {data_mean:.4}): bias of the \
-             sample mean brightness, mean ± std over {} seeds, {n} samples each, η = 0\n",
-            seeds.len()
+             sample mean brightness, mean ± std over {} seeds, {n} samples each, η = 0{}\n",
+            seeds.len(),
+            args.policy.describe()
         )?;
         write_steps_header(out, "schedule", &steps)?;
         for (arm, row) in arms.iter().zip(&cells) {
