@@ -13,10 +13,16 @@
 use ddim::{DdimConfig, DdimScheduler};
 use ddim_exact::Dataset;
 use proptest::prelude::*;
-use proptest::test_runner::Config as RunnerConfig;
+use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence};
 
 proptest! {
-    #![proptest_config(RunnerConfig { cases: 96, ..RunnerConfig::default() })]
+    // Failures are kept next to this file (the default looks for a lib.rs above it first and
+    // says so on every failure).
+    #![proptest_config(RunnerConfig {
+        cases: 96,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..RunnerConfig::default()
+    })]
 
     #[test]
     fn add_noise_then_exact_denoiser_recovers_x0(

@@ -1,15 +1,15 @@
 //! Property tests (proptest) over valid configs: the timestep schedule, ᾱ, determinism, the
 //! η > 0 step without noise, the config JSON round trip, quad and custom timesteps, and the
 //! inverse step undoing the forward step. Case counts are kept small so the
-//! file runs in seconds in a debug build; `PROPTEST_CASES=1000 cargo test -p ddim --test
-//! properties --release` runs a deeper search.
+//! file runs in seconds in a debug build; `PROPTEST_CASES=30000 PROPTEST_MAX_GLOBAL_REJECTS=1000000 cargo
+//! test -p ddim --test properties` runs a deeper search (RELIABILITY.md).
 
 use ddim::{
     BetaSchedule, DdimConfig, DdimInverseScheduler, DdimScheduler, Error, PredictionType,
     PrevTimestepRule, SpacingOverride, StepOptions, TimestepSpacing, ZeroSnrGuard,
 };
 use proptest::prelude::*;
-use proptest::test_runner::Config as RunnerConfig;
+use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence};
 
 fn spacing() -> impl Strategy<Value = TimestepSpacing> {
     prop::sample::select(TimestepSpacing::ALL)
@@ -61,7 +61,13 @@ fn finite_vec(len: usize) -> impl Strategy<Value = Vec<f32>> {
 }
 
 proptest! {
-    #![proptest_config(RunnerConfig { cases: 48, ..RunnerConfig::default() })]
+    // Failures are kept next to this file (the default looks for a lib.rs above it first and
+    // says so on every failure).
+    #![proptest_config(RunnerConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..RunnerConfig::default()
+    })]
 
     /// For every n in 1..=T: exactly n timesteps, strictly decreasing, in [0, T); `leading`
     /// with a `steps_offset` that reaches T is the one refusal. Both prev-timestep rules land
