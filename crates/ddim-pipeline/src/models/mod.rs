@@ -1,0 +1,1 @@
+//! The networks of a Stable Diffusion pipeline on candle-nn (being written).
