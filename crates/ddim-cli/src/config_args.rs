@@ -21,6 +21,13 @@ pub(crate) struct ConfigArgs {
     /// The revision of --model: a branch, tag or commit hash (default: main).
     #[arg(long, value_name = "REV", requires = "model")]
     pub(crate) revision: Option<String>,
+    #[command(flatten)]
+    pub(crate) overrides: ConfigOverrides,
+}
+
+/// Per-key overrides of a scheduler config, each named after its `scheduler_config.json` key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ConfigOverrides {
     /// Override `num_train_timesteps`.
     #[arg(long, value_name = "T")]
     pub(crate) num_train_timesteps: Option<usize>,
@@ -96,6 +103,14 @@ impl ConfigArgs {
             }
             None => (DdimConfig::default(), Vec::new()),
         };
+        self.overrides.apply(&mut config);
+        Ok((config, warnings))
+    }
+}
+
+impl ConfigOverrides {
+    /// Sets every key given on the command line.
+    pub(crate) fn apply(&self, config: &mut DdimConfig) {
         macro_rules! apply {
             ($($field:ident <- $arg:ident),* $(,)?) => {
                 $(if let Some(v) = self.$arg.clone() { config.$field = v; })*
@@ -117,6 +132,5 @@ impl ConfigArgs {
             dynamic_thresholding_ratio <- dynamic_thresholding_ratio,
             sample_max_value <- sample_max_value,
         );
-        Ok((config, warnings))
     }
 }
