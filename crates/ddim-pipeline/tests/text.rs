@@ -26,8 +26,15 @@ fn token_ids_equal_transformers() {
     let mut checked = 0;
     for (name, rec) in folders {
         let tok = ClipTokenizer::from_folder(&data().join(name)).unwrap();
-        assert_eq!(tok.model_max_length(), rec["model_max_length"].as_u64().unwrap() as usize);
-        assert_eq!(tok.pad_id() as u64, rec["pad_id"].as_u64().unwrap(), "{name}: pad id");
+        assert_eq!(
+            tok.model_max_length(),
+            rec["model_max_length"].as_u64().unwrap() as usize
+        );
+        assert_eq!(
+            tok.pad_id() as u64,
+            rec["pad_id"].as_u64().unwrap(),
+            "{name}: pad id"
+        );
         let cases = rec["cases"].as_array().unwrap();
         assert!(cases.len() >= 40);
         for case in cases {
@@ -72,7 +79,48 @@ fn pad_token_and_bang_split_follow_the_folder() {
     let padded = sd2.encode("wow").unwrap();
     assert_eq!(padded.ids[wow.len() + 1], sd2.eos_id());
     assert_eq!(*padded.ids.last().unwrap(), 0);
-    assert_eq!(*sd1.encode("wow").unwrap().ids.last().unwrap(), sd1.eos_id());
+    assert_eq!(
+        *sd1.encode("wow").unwrap().ids.last().unwrap(),
+        sd1.eos_id()
+    );
+}
+
+/// `tokenizer.json` merges as `"a b"` strings (older files) or `["a", "b"]` pairs (tokenizers >= 0.20)
+/// give the same tokenizer.
+#[test]
+fn tokenizer_json_merges_in_either_form() {
+    let sd2 = data().join("tokenizer_sd2");
+    let mut json: Value =
+        serde_json::from_str(&std::fs::read_to_string(sd2.join("tokenizer.json")).unwrap())
+            .unwrap();
+    let merges = json["model"]["merges"].as_array().unwrap().clone();
+    let as_strings: Vec<Value> = merges
+        .iter()
+        .map(|m| match m {
+            Value::Array(p) => Value::String(format!(
+                "{} {}",
+                p[0].as_str().unwrap(),
+                p[1].as_str().unwrap()
+            )),
+            other => other.clone(),
+        })
+        .collect();
+    json["model"]["merges"] = Value::Array(as_strings);
+    let dir = scratch_folder(&[("tokenizer_config.json", &sd2.join("tokenizer_config.json"))]);
+    std::fs::write(dir.path().join("tokenizer.json"), json.to_string()).unwrap();
+    let a = ClipTokenizer::from_folder(&sd2).unwrap();
+    let b = ClipTokenizer::from_folder(dir.path()).unwrap();
+    for prompt in [
+        "a photograph of an astronaut riding a horse",
+        "wow!!! it's 8k",
+        "café 東京 🦁",
+    ] {
+        assert_eq!(
+            a.encode(prompt).unwrap(),
+            b.encode(prompt).unwrap(),
+            "{prompt}"
+        );
+    }
 }
 
 #[test]
@@ -104,7 +152,10 @@ fn missing_or_broken_tokenizer_files_name_the_file() {
         ("tokenizer_config.json", &sd1.join("tokenizer_config.json")),
     ]);
     let err = ClipTokenizer::from_folder(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::Io { ref path, .. } if path.ends_with("merges.txt")), "{err}");
+    assert!(
+        matches!(err, Error::Io { ref path, .. } if path.ends_with("merges.txt")),
+        "{err}"
+    );
     assert!(err.to_string().contains("merges.txt"), "{err}");
 
     std::fs::write(dir.path().join("merges.txt"), "#version: 0.2\na b c\n").unwrap();
@@ -112,7 +163,11 @@ fn missing_or_broken_tokenizer_files_name_the_file() {
     assert!(matches!(err, Error::Config { .. }), "{err}");
     assert!(err.to_string().contains("vocab.json"), "{err}");
 
-    std::fs::write(dir.path().join("tokenizer_config.json"), "{\"model_max_length\": 1}").unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        "{\"model_max_length\": 1}",
+    )
+    .unwrap();
     let err = ClipTokenizer::from_folder(dir.path()).unwrap_err();
     assert!(err.to_string().contains("tokenizer_config.json"), "{err}");
     assert!(err.to_string().contains("model_max_length"), "{err}");
@@ -123,4 +178,186 @@ fn missing_or_broken_tokenizer_files_name_the_file() {
 
     let err = ClipTokenizer::from_folder(&dir.path().join("nope")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The text encoder.
+
+use candle_core::{DType, Device, Tensor};
+use ddim_pipeline::models::{ClipTextConfig, ClipTextModel};
+use std::collections::HashMap;
+
+fn outputs() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(data().join("clip_outputs.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn load_encoder(folder: &str, dtype: DType) -> ClipTextModel {
+    let dir = data().join(folder);
+    let config = ClipTextConfig::from_file(&dir.join("config.json")).unwrap();
+    ClipTextModel::load(
+        config,
+        &[dir.join("model.safetensors")],
+        dtype,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// max |got − want| / max |want|.
+fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.dims(), want.dims());
+    let got = got.to_dtype(DType::F32).unwrap();
+    let diff = (&got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
+    let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap()
+}
+
+fn check_encoder(folder: &str, reference: &str, dtype: DType, tol: f32) -> f32 {
+    let model = load_encoder(folder, dtype);
+    let out = outputs();
+    let mut worst = 0f32;
+    for tag in ["ids77", "ids9"] {
+        let ids = &out[&format!("{reference}.{tag}.input_ids")];
+        let want = &out[&format!("{reference}.{tag}.last_hidden_state")];
+        let got = model.forward(ids).unwrap();
+        assert_eq!(got.dtype(), dtype);
+        let err = rel_err(&got, want);
+        eprintln!("{folder} {tag} {dtype:?}: max relative error {err:.3e} (tolerance {tol:.0e})");
+        assert!(err <= tol, "{folder} {tag} {dtype:?}: {err}");
+        worst = worst.max(err);
+    }
+    worst
+}
+
+#[test]
+fn encoder_quick_gelu_equals_transformers() {
+    check_encoder("clip_quick", "clip_quick", DType::F32, 1e-5);
+}
+
+#[test]
+fn encoder_exact_gelu_equals_transformers() {
+    check_encoder("clip_gelu", "clip_gelu", DType::F32, 1e-5);
+}
+
+#[test]
+fn encoder_reads_text_model_prefixed_keys() {
+    check_encoder("clip_quick_prefixed", "clip_quick", DType::F32, 1e-5);
+}
+
+#[test]
+fn encoder_runs_in_half_precision() {
+    for folder in ["clip_quick", "clip_gelu"] {
+        check_encoder(folder, folder, DType::F16, 5e-3);
+        check_encoder(folder, folder, DType::BF16, 3e-2);
+    }
+}
+
+/// The tanh approximation would not pass: the gelu fixture really tells the two apart.
+#[test]
+fn exact_gelu_is_needed_for_the_gelu_model() {
+    let dir = data().join("clip_gelu");
+    let text = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap()
+        .replace("\"gelu\"", "\"gelu_new\"");
+    let config = ClipTextConfig::from_json_str(&text, &dir.join("config.json")).unwrap();
+    let model = ClipTextModel::load(
+        config,
+        &[dir.join("model.safetensors")],
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let out = outputs();
+    let got = model.forward(&out["clip_gelu.ids77.input_ids"]).unwrap();
+    let err = rel_err(&got, &out["clip_gelu.ids77.last_hidden_state"]);
+    eprintln!("clip_gelu with tanh-approximate gelu: {err:.3e}");
+    // f32 agreement is ~3e-7; the tanh form is two orders of magnitude further off.
+    assert!(err > 2e-5, "{err}");
+}
+
+#[test]
+fn encoder_rejects_too_long_input() {
+    let model = load_encoder("clip_quick", DType::F32);
+    let ids = Tensor::zeros((1, 78), DType::U32, &Device::Cpu).unwrap();
+    let err = model.forward(&ids).unwrap_err();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+}
+
+#[test]
+fn encoder_weight_errors_name_the_tensor_and_file() {
+    let dir = data().join("clip_quick");
+    let config = ClipTextConfig::from_file(&dir.join("config.json")).unwrap();
+    let weights =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A missing tensor.
+    let mut missing = weights.clone();
+    missing.remove("encoder.layers.1.mlp.fc2.bias").unwrap();
+    let path = tmp.path().join("missing.safetensors");
+    candle_core::safetensors::save(&missing, &path).unwrap();
+    let err = ClipTextModel::load(config.clone(), &[path], DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Weights { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("encoder.layers.1.mlp.fc2.bias") && msg.contains("missing.safetensors"),
+        "{msg}"
+    );
+
+    // A tensor of the wrong shape.
+    let mut wrong = weights.clone();
+    wrong.insert(
+        "encoder.layers.0.self_attn.k_proj.weight".into(),
+        Tensor::zeros((32, 31), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let path = tmp.path().join("wrong.safetensors");
+    candle_core::safetensors::save(&wrong, &path).unwrap();
+    let err = ClipTextModel::load(config.clone(), &[path], DType::F32, &Device::Cpu).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("encoder.layers.0.self_attn.k_proj.weight") && msg.contains("[32, 31]"),
+        "{msg}"
+    );
+
+    // A config that does not fit the weights: the first tensor that disagrees is named.
+    let mut bigger = config.clone();
+    bigger.intermediate_size += 1;
+    let err = ClipTextModel::load(
+        bigger,
+        &[dir.join("model.safetensors")],
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("encoder.layers.0.mlp.fc1.weight"),
+        "{err}"
+    );
+
+    // Corrupt and absent files.
+    let path = tmp.path().join("corrupt.safetensors");
+    std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}").unwrap();
+    let err = ClipTextModel::load(config.clone(), &[path], DType::F32, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("corrupt.safetensors"), "{err}");
+    let path = tmp.path().join("absent.safetensors");
+    let err = ClipTextModel::load(config.clone(), &[path], DType::F32, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("absent.safetensors"), "{err}");
+    let err = ClipTextModel::load(config, &[], DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Weights { .. }), "{err}");
+
+    // A bad config file names itself.
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, r#"{"hidden_act": "swiglu"}"#).unwrap();
+    let err = ClipTextConfig::from_file(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("config.json") && err.to_string().contains("swiglu"),
+        "{err}"
+    );
 }

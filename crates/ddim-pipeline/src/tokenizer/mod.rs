@@ -49,10 +49,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::models::bpe::{BpeBuilder, Vocab, BPE};
+use tokenizers::normalizers::replace::ReplacePattern;
 use tokenizers::normalizers::{Lowercase, Replace, Sequence as NormalizerSequence, NFC};
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::normalizers::replace::ReplacePattern;
 use tokenizers::{
     DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
 };
@@ -61,7 +61,8 @@ use crate::error::{Error, Result};
 use special::{Sources, Spec};
 
 /// transformers' `CLIPTokenizer` pre-tokeniser pattern.
-const CLIP_PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const CLIP_PATTERN: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// `model_max_length` when `tokenizer_config.json` does not give it (every SD folder does: 77).
 pub const DEFAULT_MODEL_MAX_LENGTH: usize = 77;
@@ -132,7 +133,9 @@ fn config_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// The vocabulary and merges of a `tokenizer.json` (`model.vocab`, `model.merges` as
 /// `"a b"` strings or `["a", "b"]` pairs), as transformers extracts them.
 fn bpe_from_tokenizer_json(json: &Value, path: &Path) -> Result<BpeBuilder> {
-    let model = json.get("model").ok_or_else(|| config_err(path, "no `model` key"))?;
+    let model = json
+        .get("model")
+        .ok_or_else(|| config_err(path, "no `model` key"))?;
     if let Some(kind) = model.get("type").and_then(Value::as_str) {
         if kind != "BPE" {
             return Err(config_err(path, format!("model type `{kind}` is not BPE")));
@@ -216,7 +219,10 @@ impl ClipTokenizer {
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n >= 2)
                 .ok_or_else(|| {
-                    config_err(&config_path, format!("`model_max_length` must be an integer >= 2, found {v}"))
+                    config_err(
+                        &config_path,
+                        format!("`model_max_length` must be an integer >= 2, found {v}"),
+                    )
                 })?,
         };
 
@@ -241,7 +247,10 @@ impl ClipTokenizer {
         );
 
         let (builder, vocab_file) = match &tokenizer_json {
-            Some(json) => (bpe_from_tokenizer_json(json, &json_path)?, json_path.clone()),
+            Some(json) => (
+                bpe_from_tokenizer_json(json, &json_path)?,
+                json_path.clone(),
+            ),
             None => {
                 let vocab = dir.join("vocab.json");
                 let merges = dir.join("merges.txt");
@@ -294,7 +303,10 @@ impl ClipTokenizer {
 
         let id = |token: &str, key: &str| -> Result<u32> {
             tokenizer.token_to_id(token).ok_or_else(|| {
-                config_err(&vocab_file, format!("{key} `{token}` is not in the vocabulary"))
+                config_err(
+                    &vocab_file,
+                    format!("{key} `{token}` is not in the vocabulary"),
+                )
             })
         };
         let bos_id = id(&bos, "bos_token")?;

@@ -104,7 +104,9 @@ fn spec(value: &Value, from_map: bool, key: &str, file: &Path) -> Result<Option<
     match value {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(Spec::Plain(s.clone()))),
-        Value::Object(obj) if from_map => Ok(Some(Spec::Added(added_token(obj, Some(true), file)?))),
+        Value::Object(obj) if from_map => {
+            Ok(Some(Spec::Added(added_token(obj, Some(true), file)?)))
+        }
         Value::Object(obj) if obj.get("__type").and_then(Value::as_str) == Some("AddedToken") => {
             Ok(Some(Spec::Added(added_token(obj, None, file)?)))
         }
@@ -226,10 +228,13 @@ pub(crate) fn resolve(src: &Sources<'_>) -> Result<Resolved> {
             if let Some(Value::Array(list)) = json.get("added_tokens") {
                 for tok in list {
                     let Value::Object(obj) = tok else { continue };
-                    let id = obj.get("id").and_then(Value::as_u64).ok_or_else(|| Error::Config {
-                        path: path.to_path_buf(),
-                        reason: "an `added_tokens` entry has no integer `id`".into(),
-                    })?;
+                    let id =
+                        obj.get("id")
+                            .and_then(Value::as_u64)
+                            .ok_or_else(|| Error::Config {
+                                path: path.to_path_buf(),
+                                reason: "an `added_tokens` entry has no integer `id`".into(),
+                            })?;
                     let id = u32::try_from(id).map_err(|_| Error::Config {
                         path: path.to_path_buf(),
                         reason: format!("added token id {id} exceeds u32"),
