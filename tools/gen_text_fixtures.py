@@ -57,13 +57,13 @@ def bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
-def clip_vocab_and_merges():
+def clip_vocab_and_merges(n_merges):
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("open_clip_torch is not installed (pip install --no-deps open_clip_torch==3.3.0)")
     path = os.path.join(spec.submodule_search_locations[0], "bpe_simple_vocab_16e6.txt.gz")
     lines = gzip.open(path).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 1 + N_MERGES]]
+    merges = [tuple(line.split()) for line in lines[1 : 1 + n_merges]]
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]
     vocab += ["".join(m) for m in merges]
@@ -185,22 +185,66 @@ def diffusers_encode(tok, prompt):
     return text_input_ids[0].tolist(), removed
 
 
+def random_prompts(count, seed):
+    """Prompts drawn from pieces that stress each stage (normaliser, regex, BPE, added tokens)."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = [
+        "a", "the", "lion", "galaxies", "Astronaut", "RIDING", "photorealistic", "octane", "render",
+        "unbelievable", "x", "zq", "8k", "4K", "1080p", "3.5", "42", "2024", "1st",
+        ",", ".", "!", "!!", "?!", "...", "--", "(", ")", "[", "]", "{", "}", ":", ";", "/", "\\", "|", "&", "#",
+        "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'", "\"", "`", "´", "’",
+        " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2009", "\u200b", "\u0085", "\x0b", "\x0c",
+        "é", "e\u0301", "Ü", "ß", "ø", "Å", "ç", "ñ", "İ", "ı", "Σ", "ς", "ǅ", "ﬁ", "Ⅻ", "²", "½", "٣", "߀",
+        "東京", "猫", "한국어", "日本語", "русский", "Ελληνικά", "עברית", "العربية", "हिन्दी", "ไทย",
+        "🦁", "🌌", "👩‍🚀", "🇯🇵", "👍🏽", "❤️", "©", "™", "°", "€", "$", "%",
+        "<|endoftext|>", "<|startoftext|>", "<|ENDOFTEXT|>", "<|", "|>", "</w>", "<b>", "&amp;", "&#39;",
+        "\x00", "\x1c", "\x7f", "\ufeff", "\U0001f600",
+    ]
+    out = []
+    for _ in range(count):
+        n = rng.randint(1, 40)
+        out.append("".join(rng.choice(pieces) + rng.choice(["", "", " ", " ", "\t"]) for _ in range(n)))
+    return out
+
+
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    vocab, merges = clip_vocab_and_merges()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--full",
+        metavar="DIR",
+        help="write tokenizer folders with CLIP's full vocabulary (49408 tokens) and ids for the "
+        "fixed prompts plus 2000 random ones to DIR instead (too big to commit; read by the ignored "
+        "test `token_ids_equal_transformers_full_vocab` through DDIM_CLIP_FULL_VOCAB=DIR)",
+    )
+    args = parser.parse_args()
+    if args.full:
+        build_tokenizers(args.full, 49152 - 256 - 2, PROMPTS + random_prompts(2000, 7))
+        return
+    vocab, sd1, sd2 = build_tokenizers(OUT, N_MERGES, PROMPTS + random_prompts(150, 3))
+    build_encoders(vocab, sd1, sd2)
+
+
+def build_tokenizers(out, n_merges, prompts):
+    """The three tokenizer folders and `tokens.json` under `out`."""
+    os.makedirs(out, exist_ok=True)
+    vocab, merges = clip_vocab_and_merges(n_merges)
     folders = {}
 
-    sd1 = os.path.join(OUT, "tokenizer_sd1")
+    sd1 = os.path.join(out, "tokenizer_sd1")
     shutil.rmtree(sd1, ignore_errors=True)
     write_legacy_folder(sd1, vocab, merges, "<|endoftext|>", "<|endoftext|>")
     folders["tokenizer_sd1"] = sd1
 
-    legacy2 = os.path.join(OUT, "tokenizer_sd2_legacy")
+    legacy2 = os.path.join(out, "tokenizer_sd2_legacy")
     shutil.rmtree(legacy2, ignore_errors=True)
     write_legacy_folder(legacy2, vocab, merges, "<|endoftext|>", "!")
     folders["tokenizer_sd2_legacy"] = legacy2
 
-    sd2 = os.path.join(OUT, "tokenizer_sd2")
+    sd2 = os.path.join(out, "tokenizer_sd2")
     shutil.rmtree(sd2, ignore_errors=True)
     tok2 = CLIPTokenizer.from_pretrained(sd1, pad_token="!")
     tok2.save_pretrained(sd2)
@@ -221,7 +265,7 @@ def main():
         tok = CLIPTokenizer.from_pretrained(path)
         assert "tokenizer.json" in os.listdir(path) or name != "tokenizer_sd2"
         cases = []
-        for prompt in PROMPTS:
+        for prompt in prompts:
             ids, removed = diffusers_encode(tok, prompt)
             assert len(ids) == tok.model_max_length
             cases.append({"prompt": prompt, "ids": ids, "truncated": removed})
@@ -232,10 +276,15 @@ def main():
             "cases": cases,
         }
         print(name, "pad", repr(tok.pad_token), tok.pad_token_id, "truncated:", sum(c["truncated"] is not None for c in cases))
-    with open(os.path.join(OUT, "tokens.json"), "w", encoding="utf-8") as f:
-        json.dump(records, f, ensure_ascii=True, indent=1)
+    with open(os.path.join(out, "tokens.json"), "w", encoding="utf-8") as f:
+        # One case per line: small, and diffs stay readable.
+        text = json.dumps(records, ensure_ascii=True, separators=(",", ":"))
+        f.write(text.replace('{"prompt"', '\n{"prompt"') + "\n")
+    return vocab, sd1, sd2
 
-    # Tiny random text encoders.
+
+def build_encoders(vocab, sd1, sd2):
+    """Tiny random text encoders and their outputs."""
     torch.manual_seed(0)
     vocab_size = len(vocab)
     configs = {
