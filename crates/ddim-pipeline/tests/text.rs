@@ -148,8 +148,18 @@ fn truncation_reports_the_removed_text() {
     assert_eq!(p.ids.len(), 77);
     assert_eq!(p.ids[76], tok.eos_id());
     assert_eq!(p.truncated.as_deref(), Some("cat cat cat cat cat"));
-    let exact = "cat ".repeat(75);
-    assert_eq!(tok.encode(&exact).unwrap().truncated, None);
+    assert_eq!(
+        p.truncation_warning().as_deref(),
+        Some(
+            "The following part of your input was truncated because CLIP can only handle \
+             sequences up to 77 tokens: cat cat cat cat cat"
+        )
+    );
+    let exact = tok.encode(&"cat ".repeat(75)).unwrap();
+    assert_eq!(
+        (exact.truncated.as_ref(), exact.truncation_warning()),
+        (None, None)
+    );
     assert!(tok.encode(&"cat ".repeat(76)).unwrap().truncated.is_some());
 }
 
@@ -377,4 +387,37 @@ fn encoder_weight_errors_name_the_tensor_and_file() {
         err.to_string().contains("config.json") && err.to_string().contains("swiglu"),
         "{err}"
     );
+}
+
+/// An `fp16` variant file (half-precision tensors on disk) loads into f32, and a checkpoint split
+/// over two files loads as one.
+#[test]
+fn encoder_loads_fp16_files_and_shards() {
+    let dir = data().join("clip_quick");
+    let config = ClipTextConfig::from_file(&dir.join("config.json")).unwrap();
+    let weights =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (HashMap::new(), HashMap::new());
+    for (i, (name, t)) in weights.into_iter().enumerate() {
+        let t = t.to_dtype(DType::F16).unwrap();
+        if i % 2 == 0 {
+            a.insert(name, t)
+        } else {
+            b.insert(name, t)
+        };
+    }
+    let files = [
+        tmp.path().join("model-00001-of-00002.fp16.safetensors"),
+        tmp.path().join("model-00002-of-00002.fp16.safetensors"),
+    ];
+    candle_core::safetensors::save(&a, &files[0]).unwrap();
+    candle_core::safetensors::save(&b, &files[1]).unwrap();
+    let model = ClipTextModel::load(config, &files, DType::F32, &Device::Cpu).unwrap();
+    let out = outputs();
+    let got = model.forward(&out["clip_quick.ids77.input_ids"]).unwrap();
+    assert_eq!(got.dtype(), DType::F32);
+    let err = rel_err(&got, &out["clip_quick.ids77.last_hidden_state"]);
+    eprintln!("clip_quick from f16 shards, run in f32: {err:.3e}");
+    assert!(err < 5e-3, "{err}");
 }

@@ -78,6 +78,33 @@ pub struct TokenizedPrompt {
     pub truncated: Option<String>,
 }
 
+impl TokenizedPrompt {
+    /// diffusers' warning for a truncated prompt, for the caller to show:
+    /// `The following part of your input was truncated because CLIP can only handle sequences up
+    /// to 77 tokens: {removed}` (diffusers prints `removed` as a one-element Python list; here it
+    /// is the plain text). `None` when nothing was cut.
+    ///
+    /// ```no_run
+    /// # fn main() -> ddim_pipeline::Result<()> {
+    /// # let tokenizer = ddim_pipeline::tokenizer::ClipTokenizer::from_folder("t".as_ref())?;
+    /// let prompt = tokenizer.encode(&"a lion ".repeat(60))?;
+    /// if let Some(warning) = prompt.truncation_warning() {
+    ///     eprintln!("warning: {warning}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn truncation_warning(&self) -> Option<String> {
+        self.truncated.as_ref().map(|removed| {
+            format!(
+                "The following part of your input was truncated because CLIP can only handle \
+                 sequences up to {} tokens: {removed}",
+                self.ids.len()
+            )
+        })
+    }
+}
+
 /// CLIP's BPE tokenizer, loaded from a diffusers `tokenizer/` folder (module docs).
 ///
 /// ```no_run
