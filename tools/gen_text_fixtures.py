@@ -20,6 +20,9 @@ Writes `crates/ddim-pipeline/tests/data/text/`:
 * `tokenizer_sd2_legacy/`: an SD 2.x repo's transformers-4 folder (no `tokenizer.json`;
   `tokenizer_config.json` says pad `<|endoftext|>`, `special_tokens_map.json` says `!`, and the
   latter wins in transformers).
+* `tokenizer_sd2_v434/`: the same as transformers 4.34..4.x saved it (`added_tokens_decoder` in
+  `tokenizer_config.json`, which makes transformers skip `special_tokens_map.json`; BOS/EOS
+  matched on the normalised, i.e. lower-cased, text).
 * `tokens.json`: for every folder and every prompt of `PROMPTS`, the ids of
   `tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)`
   and the text diffusers' `encode_prompt` names in its truncation warning (None when it warns not).
@@ -73,6 +76,32 @@ def clip_vocab_and_merges(n_merges):
 
 def added(content):
     return {"content": content, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
+
+
+def write_v434_folder(path, vocab, merges):
+    """An SD 2.x folder as transformers 4.34..4.x saved it: `added_tokens_decoder` in the config
+    (so `special_tokens_map.json` is not read), `!` matched on raw text, BOS/EOS on normalised text."""
+    write_legacy_folder(path, vocab, merges, "!", "!")
+    decoder = {
+        str(vocab["!"]): {**added("!"), "normalized": False, "special": True},
+        str(vocab["<|startoftext|>"]): {**added("<|startoftext|>"), "special": True},
+        str(vocab["<|endoftext|>"]): {**added("<|endoftext|>"), "special": True},
+    }
+    config = {
+        "add_prefix_space": False,
+        "added_tokens_decoder": decoder,
+        "bos_token": "<|startoftext|>",
+        "clean_up_tokenization_spaces": True,
+        "do_lower_case": True,
+        "eos_token": "<|endoftext|>",
+        "errors": "replace",
+        "model_max_length": 77,
+        "pad_token": "!",
+        "tokenizer_class": "CLIPTokenizer",
+        "unk_token": "<|endoftext|>",
+    }
+    with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
 
 
 def write_legacy_folder(path, vocab, merges, pad_in_config, pad_in_map):
@@ -243,6 +272,11 @@ def build_tokenizers(out, n_merges, prompts):
     shutil.rmtree(legacy2, ignore_errors=True)
     write_legacy_folder(legacy2, vocab, merges, "<|endoftext|>", "!")
     folders["tokenizer_sd2_legacy"] = legacy2
+
+    v434 = os.path.join(out, "tokenizer_sd2_v434")
+    shutil.rmtree(v434, ignore_errors=True)
+    write_v434_folder(v434, vocab, merges)
+    folders["tokenizer_sd2_v434"] = v434
 
     sd2 = os.path.join(out, "tokenizer_sd2")
     shutil.rmtree(sd2, ignore_errors=True)

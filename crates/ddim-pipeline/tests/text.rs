@@ -38,7 +38,7 @@ fn compare_all(dir: &Path) {
     let data = || dir.to_path_buf();
     let records = records(dir);
     let folders = records["folders"].as_object().unwrap();
-    assert_eq!(folders.len(), 3);
+    assert!(folders.len() >= 3);
     let mut failures = Vec::new();
     let mut checked = 0;
     for (name, rec) in folders {
