@@ -65,6 +65,9 @@ const CLIP_PATTERN: &str =
     r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// `model_max_length` when `tokenizer_config.json` does not give it (every SD folder does: 77).
+///
+/// transformers would take "unlimited" (`VERY_LARGE_INTEGER`) there, and diffusers' padding to
+/// that length would fail; CLIP's text encoders all have 77 positions.
 pub const DEFAULT_MODEL_MAX_LENGTH: usize = 77;
 
 /// A prompt as diffusers hands it to the text encoder.
