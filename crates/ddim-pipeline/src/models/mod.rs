@@ -1,1 +1,4 @@
 //! The networks of a Stable Diffusion pipeline on candle-nn (being written).
+
+pub mod clip;
+pub use clip::{ClipTextConfig, ClipTextModel};
