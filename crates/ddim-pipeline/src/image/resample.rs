@@ -12,8 +12,20 @@
 //!    away from zero.
 //! 3. An output sample is `clamp((2²¹ + Σ wⱼ·pⱼ) >> 22, 0, 255)` in integers: rounding by
 //!    the added half, then an arithmetic shift.
-//! 4. The horizontal pass runs first (only when the width changes) into an 8-bit
-//!    intermediate image, then the vertical pass (only when the height changes).
+//! 4. Each pass runs only when its side changes, into an 8-bit intermediate image. The
+//!    horizontal pass runs first, except when the width grows while the height shrinks: then
+//!    Pillow 13 runs the vertical pass first (measured on 1,800 random size pairs, no
+//!    exception).
+//!
+//! ## The one known difference
+//!
+//! When **both** sides shrink, Pillow 13.0 runs the vertical pass first for some size pairs
+//! (about a quarter of those tried) by a rule this crate has not identified (it is neither the
+//! scale ratios nor the work of either order; Pillow 10's `Resample.c` always ran the
+//! horizontal pass first). There the result can differ from PIL's by a few levels at some
+//! pixels (measured up to 38 levels on a noise image, 11 on a smooth one); everywhere else it
+//! is bit-exact. The fixtures record, per case, which order PIL
+//! used, and the tests report the difference.
 
 use super::RgbImage;
 use crate::error::Result;
@@ -153,11 +165,16 @@ pub fn resize_lanczos(image: &RgbImage, width: u32, height: u32) -> Result<RgbIm
     let (w_in, h_in) = (image.width as usize, image.height as usize);
     let (w_out, h_out) = (width as usize, height as usize);
     let mut data = std::borrow::Cow::Borrowed(image.as_raw());
-    if w_out != w_in {
-        data = horizontal(&data, w_in, h_in, w_out).into();
-    }
-    if h_out != h_in {
-        data = vertical(&data, w_out, h_in, h_out).into();
+    if w_out > w_in && h_out < h_in {
+        data = vertical(&data, w_in, h_in, h_out).into();
+        data = horizontal(&data, w_in, h_out, w_out).into();
+    } else {
+        if w_out != w_in {
+            data = horizontal(&data, w_in, h_in, w_out).into();
+        }
+        if h_out != h_in {
+            data = vertical(&data, w_out, h_in, h_out).into();
+        }
     }
     RgbImage::new(width, height, data.into_owned())
 }
