@@ -122,9 +122,12 @@ fn img2img_folders_are_accepted_and_other_pipelines_refused() {
     }
 }
 
+/// Damages a complete folder.
+type Breaker = Box<dyn Fn(&Path)>;
+
 #[test]
 fn missing_components_and_configs_are_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         (
             "no `vae` component",
             Box::new(|r: &Path| {
