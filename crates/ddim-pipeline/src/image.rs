@@ -18,7 +18,7 @@
 mod decode;
 mod exif;
 mod process;
-mod resample;
+pub mod resample;
 mod write;
 
 pub use decode::{load_image, load_image_bytes};
