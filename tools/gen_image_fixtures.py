@@ -148,7 +148,17 @@ def main() -> None:
         (20, 20, 30, 10, "mixed"), (20, 20, 10, 30, "mixed"),
         # preprocess-like shrinks where Pillow 13 runs the vertical pass first
         (50, 125, 48, 120, "mixed"), (17, 247, 16, 240, "noise"), (93, 268, 42, 124, "edges"),
+        # at the boundary of Pillow 13's order rule (height loss vs twice the width loss)
+        (40, 40, 38, 36, "noise"), (40, 40, 38, 35, "noise"), (40, 40, 41, 39, "noise"),
     ]
+    # random size pairs (both orders, up and down, 1-pixel sides)
+    rs = np.random.RandomState(2024)
+    kinds = ["noise", "edges", "mixed", "gradient"]
+    for j in range(30):
+        sw, sh, dw, dh = (int(v) for v in rs.randint(1, 33, 4))
+        if (sw, sh) == (dw, dh):
+            continue
+        cases.append((sw, sh, dw, dh, kinds[j % 4]))
     for i, (sw, sh, dw, dh, kind) in enumerate(cases):
         src = pattern(sw, sh, 100 + i, kind)
         name = f"resize{i}_{sw}x{sh}.png"
@@ -167,7 +177,8 @@ def main() -> None:
     # ---- preprocess: diffusers' VaeImageProcessor, as the img2img pipeline calls it -----------
     for name, f in [("resize0_37x29.png", 8), ("resize1_100x63.png", 8), ("resize16_259x131.png", 8),
                     ("in_rgba.png", 4), ("in_q420.jpg", 8), ("in_orient6.jpg", 8), ("resize2_64x64.png", 8),
-                    ("resize4_9x9.png", 8), ("resize5_5x7.png", 2)]:
+                    ("resize4_9x9.png", 8), ("resize5_5x7.png", 2),
+                    ("resize24_50x125.png", 8), ("resize25_17x247.png", 8)]:
         proc = VaeImageProcessor(vae_scale_factor=f)
         t = proc.preprocess(load_image(os.path.join(OUT, name)))
         assert t.dtype == torch.float32 and t.shape[0] == 1 and t.shape[1] == 3
