@@ -12,6 +12,7 @@ synthetic deterministic images and writes, under crates/ddim-pipeline/tests/data
                            float32 little-endian, 1x3xHxW
   post_f32_in.f32 / post_f32_out.u8   postprocess(tensor float32, output_type="pil")
   post_f16_in.f16 / post_f16_out.u8   the same for a float16 tensor (every f16 bit pattern)
+  post_bf16_out.u8         the same bit patterns read as bfloat16
 
 Every expected value comes from Pillow/diffusers; nothing is computed here on its own.
 Deterministic (fixed numpy seeds). Run: /work/venv/bin/python tools/gen_image_fixtures.py
@@ -227,6 +228,14 @@ def main() -> None:
     save("post_f16_in.f16", bits16.astype("<u2").tobytes())
     save("post_f16_out.u8", out.tobytes())
     manifest["postprocess"].append({"dtype": "f16", "input": "post_f16_in.f16", "expected": "post_f16_out.u8",
+                                    "batch": 2, "height": h, "width": w})
+    x = torch.from_numpy(bits16.astype(np.int16).reshape(2, 3, h, w).copy()).view(torch.bfloat16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images = proc.postprocess(x, output_type="pil")
+    out = np.stack([np.array(im) for im in images])
+    save("post_bf16_out.u8", out.tobytes())
+    manifest["postprocess"].append({"dtype": "bf16", "input": "post_f16_in.f16", "expected": "post_bf16_out.u8",
                                     "batch": 2, "height": h, "width": w})
     # what numpy does with NaN here (documented in image/process.rs)
     manifest["nan_to_uint8"] = int(np.array([np.nan], np.float32).round().astype("uint8")[0])

@@ -187,6 +187,16 @@ fn postprocess_is_bit_equal_to_diffusers() {
                     postprocess_tensor(&t).unwrap(),
                 )
             }
+            "bf16" => {
+                let v: Vec<half::bf16> = input
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_bits(u16::from_le_bytes(c.try_into().unwrap())))
+                    .collect();
+                let t = candle_core::Tensor::from_vec(v, (b, 3, h, w), &candle_core::Device::Cpu)
+                    .unwrap();
+                let images = postprocess_tensor(&t).unwrap();
+                (images.clone(), images)
+            }
             _ => {
                 let v: Vec<half::f16> = input
                     .chunks_exact(2)
@@ -208,7 +218,7 @@ fn postprocess_is_bit_equal_to_diffusers() {
         let got = images_bytes(&images);
         let (max, count) = byte_diff(&got, &expected);
         eprintln!(
-            "postprocess {} ({} values): {count} differ, max {max}",
+            "postprocess {} ({} input bytes): {count} output samples differ, max {max}",
             case["dtype"],
             input.len()
         );
