@@ -192,9 +192,10 @@ pub fn postprocess_f16(
     })
 }
 
-/// [`postprocess`] on a candle tensor of shape `B×3×H×W`: f32 and f64 (converted to f32, as
-/// `.float()` would after an f64 denormalisation; f64 is not diffusers' path) go through
-/// [`postprocess`], f16 through [`postprocess_f16`], bf16 likewise with bf16 rounding.
+/// [`postprocess`] on a candle tensor of shape `B×3×H×W`: f32 goes through [`postprocess`],
+/// f16 through [`postprocess_f16`], bf16 likewise with bf16 rounding (the three checked bit for
+/// bit against diffusers, f16 and bf16 on every bit pattern); f64, not a diffusers path, is
+/// converted to f32 first.
 ///
 /// # Errors
 ///
