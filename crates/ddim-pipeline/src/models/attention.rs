@@ -11,9 +11,9 @@
 //! extra.
 
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::{GroupNorm, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{GroupNorm, LayerNorm, Module, VarBuilder};
 
-use super::layers::{apply, conv2d, group_norm};
+use super::layers::{apply, conv2d, group_norm, linear, linear_no_bias, matmul, Conv2d, Linear};
 
 /// diffusers' `Attention` with `AttnProcessor2_0` (no mask, no norms):
 /// `to_out(softmax(Q·Kᵀ/√d)·V)` over `heads` heads of width `d`.
@@ -54,16 +54,16 @@ impl Attention {
         let inner = heads * dim_head;
         let lin = |i, o, name: &str| {
             if qkv_bias {
-                candle_nn::linear(i, o, vb.pp(name))
+                linear(i, o, vb.pp(name))
             } else {
-                candle_nn::linear_no_bias(i, o, vb.pp(name))
+                linear_no_bias(i, o, vb.pp(name))
             }
         };
         Ok(Self {
             to_q: lin(query_dim, inner, names[0])?,
             to_k: lin(context_dim, inner, names[1])?,
             to_v: lin(context_dim, inner, names[2])?,
-            to_out: candle_nn::linear(inner, query_dim, vb.pp(names[3]))?,
+            to_out: linear(inner, query_dim, vb.pp(names[3]))?,
             heads,
             scale: 1.0 / (dim_head as f64).sqrt(),
         })
@@ -79,7 +79,7 @@ impl Attention {
         let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
         let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = probs.matmul(&v)?;
+        let out = matmul(&probs, &v)?;
         let (b, h, l, d) = out.dims4()?;
         let out = out.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))?;
         apply(&self.to_out, &out)
@@ -106,8 +106,8 @@ impl FeedForward {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
         let inner = 4 * dim;
         Ok(Self {
-            proj: candle_nn::linear(dim, 2 * inner, vb.pp("net").pp("0").pp("proj"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net").pp("2"))?,
+            proj: linear(dim, 2 * inner, vb.pp("net").pp("0").pp("proj"))?,
+            out: linear(inner, dim, vb.pp("net").pp("2"))?,
         })
     }
 
@@ -182,7 +182,7 @@ pub(crate) struct TransformerSpec {
 /// `proj_in`/`proj_out`: a 1×1 convolution on NCHW or a linear layer on tokens.
 #[derive(Debug, Clone)]
 enum Projection {
-    Conv(candle_nn::Conv2d),
+    Conv(Conv2d),
     Linear(Linear),
 }
 
@@ -200,8 +200,8 @@ impl Transformer2DModel {
     pub(crate) fn new(channels: usize, spec: &TransformerSpec, vb: VarBuilder) -> Result<Self> {
         let (proj_in, proj_out) = if spec.use_linear_projection {
             (
-                Projection::Linear(candle_nn::linear(channels, channels, vb.pp("proj_in"))?),
-                Projection::Linear(candle_nn::linear(channels, channels, vb.pp("proj_out"))?),
+                Projection::Linear(linear(channels, channels, vb.pp("proj_in"))?),
+                Projection::Linear(linear(channels, channels, vb.pp("proj_out"))?),
             )
         } else {
             (

@@ -1,8 +1,8 @@
 //! Small layers shared by the UNet and the VAE: activations, convolutions, group norms and
 //! torch's nearest-neighbour resize.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{GroupNorm, VarBuilder};
 
 use super::config::Activation;
 
@@ -24,6 +24,84 @@ impl Activation {
     }
 }
 
+/// Whether a product in `dtype` must go through f32: candle 0.11's CPU matmul (and so its
+/// convolutions) has no bf16 kernel. torch's CPU bf16 GEMM and convolution accumulate in f32
+/// and round the result (bias included) to bf16 once, which is what the f32 detour does.
+fn needs_f32(x: &Tensor) -> bool {
+    x.dtype() == DType::BF16 && x.device().is_cpu()
+}
+
+/// Runs `f` on `x` and `params` in f32 and rounds the result back to `x`'s dtype when
+/// [`needs_f32`]; otherwise runs it as is.
+fn compat(x: &Tensor, params: &[&Tensor], f: impl Fn(&Tensor, &[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
+    if needs_f32(x) {
+        let up: Vec<Tensor> = params.iter().map(|p| p.to_dtype(DType::F32)).collect::<Result<_>>()?;
+        f(&x.to_dtype(DType::F32)?, &up)?.to_dtype(x.dtype())
+    } else {
+        let same: Vec<Tensor> = params.iter().map(|p| (*p).clone()).collect();
+        f(x, &same)
+    }
+}
+
+/// `a · b` (batched matmul), through f32 for bf16 on the CPU.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    compat(a, &[b], |a, p| a.matmul(&p[0]))
+}
+
+/// `nn.Linear`: `y = x·Wᵀ + b` over the last dimension of `x`, weights `{prefix}.weight`
+/// (out, in) and `{prefix}.bias`.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+/// `nn.Linear(cin, cout)` with bias.
+pub(crate) fn linear(cin: usize, cout: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear {
+        weight: vb.get((cout, cin), "weight")?,
+        bias: Some(vb.get(cout, "bias")?),
+    })
+}
+
+/// `nn.Linear(cin, cout, bias=False)`.
+pub(crate) fn linear_no_bias(cin: usize, cout: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear {
+        weight: vb.get((cout, cin), "weight")?,
+        bias: None,
+    })
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut params = vec![&self.weight];
+        params.extend(self.bias.as_ref());
+        compat(x, &params, |x, p| {
+            let dims = x.dims();
+            let cin = dims[dims.len() - 1];
+            let rows = x.elem_count() / cin.max(1);
+            let y = x.reshape((rows, cin))?.matmul(&p[0].t()?)?;
+            let y = match p.get(1) {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            let mut out_dims = dims.to_vec();
+            let last = out_dims.len() - 1;
+            out_dims[last] = p[0].dim(0)?;
+            y.reshape(out_dims)
+        })
+    }
+}
+
+/// `nn.Conv2d` with bias on NCHW tensors.
+#[derive(Debug, Clone)]
+pub(crate) struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
 /// `nn.Conv2d(cin, cout, k, stride, padding)` with bias, weights `{prefix}.weight`/`.bias`.
 pub(crate) fn conv2d(
     cin: usize,
@@ -33,12 +111,21 @@ pub(crate) fn conv2d(
     padding: usize,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    let config = Conv2dConfig {
-        padding,
+    Ok(Conv2d {
+        weight: vb.get((cout, cin, kernel, kernel), "weight")?,
+        bias: vb.get(cout, "bias")?,
         stride,
-        ..Default::default()
-    };
-    candle_nn::conv2d(cin, cout, kernel, config, vb)
+        padding,
+    })
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        compat(x, &[&self.weight, &self.bias], |x, p| {
+            let y = x.conv2d(&p[0], self.padding, self.stride, 1, 1)?;
+            y.broadcast_add(&p[1].reshape((1, p[1].elem_count(), 1, 1))?)
+        })
+    }
 }
 
 /// `nn.GroupNorm(groups, channels, eps)` with affine parameters. Statistics in f32 for f16/bf16

@@ -3,10 +3,10 @@
 //! (`time_embedding_norm = "default"`, convolutional resampling).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 
 use super::config::Activation;
-use super::layers::{apply, conv2d, group_norm, upsample_nearest};
+use super::layers::{apply, conv2d, group_norm, linear, upsample_nearest, Conv2d, Linear};
 
 /// diffusers' `ResnetBlock2D`:
 /// `h = conv1(act(norm1(x))) + time_emb_proj(act(temb))`, `h = conv2(act(norm2(h)))`,
@@ -40,7 +40,7 @@ impl ResnetBlock2D {
     pub(crate) fn new(spec: ResnetSpec, vb: VarBuilder) -> Result<Self> {
         let ResnetSpec { in_channels, out_channels, .. } = spec;
         let time_emb_proj = match spec.temb_channels {
-            Some(t) => Some(candle_nn::linear(t, out_channels, vb.pp("time_emb_proj"))?),
+            Some(t) => Some(linear(t, out_channels, vb.pp("time_emb_proj"))?),
             None => None,
         };
         let conv_shortcut = if in_channels != out_channels {

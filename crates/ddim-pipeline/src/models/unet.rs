@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 
 use super::attention::TransformerSpec;
 use super::config::{DownBlockType, UNetConfig, UpBlockType};
-use super::layers::{apply, conv2d, group_norm};
+use super::layers::{apply, conv2d, group_norm, linear, Conv2d, Linear};
 use super::resnet::ResnetSpec;
 use super::unet_blocks::{BlockSpec, DownBlock, MidBlock, UpBlock};
 use super::weights::{load_weights, weights_error};
@@ -114,8 +114,8 @@ impl UNet2DConditionModel {
         Ok(Self {
             config: config.clone(),
             conv_in: conv2d(c.in_channels, boc[0], c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2, vb.pp("conv_in"))?,
-            linear_1: candle_nn::linear(tin, c.time_embed_dim, vb.pp("time_embedding").pp("linear_1"))?,
-            linear_2: candle_nn::linear(c.time_embed_dim, c.time_embed_dim, vb.pp("time_embedding").pp("linear_2"))?,
+            linear_1: linear(tin, c.time_embed_dim, vb.pp("time_embedding").pp("linear_1"))?,
+            linear_2: linear(c.time_embed_dim, c.time_embed_dim, vb.pp("time_embedding").pp("linear_2"))?,
             down_blocks,
             mid_block,
             up_blocks,

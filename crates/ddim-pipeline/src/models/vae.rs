@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 
 use super::attention::SpatialSelfAttention;
 use super::config::{Activation, VaeConfig};
-use super::layers::{apply, conv2d, group_norm};
+use super::layers::{apply, conv2d, group_norm, Conv2d};
 use super::resnet::{Downsample2D, ResnetBlock2D, ResnetSpec, Upsample2D};
 use super::weights::{load_weights, weights_error};
 use crate::Result;

@@ -1,0 +1,314 @@
+//! The UNet and the VAE against diffusers 0.42.1 (torch CPU, f32), on the tiny random models
+//! that `tools/gen_model_fixtures.py` saved under `tests/data/models/` with the inputs it fed
+//! them and the outputs diffusers returned. Also: f16/bf16 runs, refused config keys, and
+//! weights files with a wrong-shaped or missing tensor or corrupt bytes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use ddim_pipeline::models::{AutoencoderKl, LatentDistribution, UNet2DConditionModel, UNetConfig, VaeConfig};
+use ddim_pipeline::Error;
+
+const UNETS: [&str; 4] = ["unet_sd1", "unet_sd2", "unet_mixed", "unet_nomid"];
+const VAES: [&str; 3] = ["vae_small", "vae_deep", "vae_noattn"];
+
+fn folder(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models").join(name)
+}
+
+fn weights(name: &str) -> Vec<PathBuf> {
+    vec![folder(name).join("diffusion_pytorch_model.safetensors")]
+}
+
+fn expected(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(folder(name).join("expected.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn unet_config(name: &str) -> UNetConfig {
+    let path = folder(name).join("config.json");
+    UNetConfig::from_json_str(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
+}
+
+fn vae_config(name: &str) -> VaeConfig {
+    let path = folder(name).join("config.json");
+    VaeConfig::from_json_str(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
+}
+
+/// (max |a − b|, max |a − b| / max |b|), in f32.
+fn errors(ours: &Tensor, reference: &Tensor) -> (f32, f32) {
+    assert_eq!(ours.dims(), reference.dims(), "shapes differ");
+    let a: Vec<f32> = ours.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = reference.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(a.iter().all(|v| v.is_finite()), "non-finite output");
+    let abs = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0f32, f32::max);
+    (abs, abs / scale)
+}
+
+fn run_unet(name: &str, dtype: DType) -> (Tensor, Tensor) {
+    let config = unet_config(name);
+    let unet = UNet2DConditionModel::load(&config, &weights(name), dtype, &Device::Cpu).unwrap();
+    let data = expected(name);
+    let t = data["timestep"].to_vec1::<i64>().unwrap()[0] as usize;
+    let sample = data["sample"].to_dtype(dtype).unwrap();
+    let context = data["encoder_hidden_states"].to_dtype(dtype).unwrap();
+    let out = unet.forward(&sample, t, &context).unwrap();
+    assert_eq!(out.dtype(), dtype);
+    (out, data["output"].clone())
+}
+
+#[test]
+fn unet_matches_diffusers_in_f32() {
+    let mut worst = 0f32;
+    for name in UNETS {
+        let (out, reference) = run_unet(name, DType::F32);
+        let (abs, rel) = errors(&out, &reference);
+        eprintln!("{name} f32: max abs {abs:.3e}, relative {rel:.3e}");
+        assert!(rel < 1e-5, "{name}: relative error {rel:e}");
+        worst = worst.max(rel);
+    }
+    eprintln!("unet f32 largest relative error: {worst:.3e}");
+}
+
+#[test]
+fn unet_runs_in_f16_and_bf16() {
+    for (dtype, limit) in [(DType::F16, 1e-2), (DType::BF16, 6e-2)] {
+        for name in UNETS {
+            let (out, reference) = run_unet(name, dtype);
+            let (abs, rel) = errors(&out, &reference);
+            eprintln!("{name} {dtype:?}: max abs {abs:.3e}, relative {rel:.3e} (against diffusers f32)");
+            assert!(rel < limit, "{name} {dtype:?}: relative error {rel:e}");
+        }
+    }
+}
+
+fn run_vae(name: &str, dtype: DType) -> (LatentDistribution, Tensor, HashMap<String, Tensor>) {
+    let config = vae_config(name);
+    let vae = AutoencoderKl::load(&config, &weights(name), dtype, &Device::Cpu).unwrap();
+    let data = expected(name);
+    let dist = vae.encode(&data["image"].to_dtype(dtype).unwrap()).unwrap();
+    let decoded = vae.decode(&data["latents"].to_dtype(dtype).unwrap()).unwrap();
+    (dist, decoded, data)
+}
+
+#[test]
+fn vae_matches_diffusers_in_f32() {
+    let mut worst = 0f32;
+    for name in VAES {
+        let (dist, decoded, data) = run_vae(name, DType::F32);
+        for (what, ours, reference) in [
+            ("mean", &dist.mean, &data["mean"]),
+            ("logvar", &dist.logvar, &data["logvar"]),
+            ("std", &dist.std, &data["std"]),
+            ("decoded", &decoded, &data["decoded"]),
+        ] {
+            let (abs, rel) = errors(ours, reference);
+            eprintln!("{name} {what} f32: max abs {abs:.3e}, relative {rel:.3e}");
+            assert!(rel < 1e-5, "{name} {what}: relative error {rel:e}");
+            worst = worst.max(rel);
+        }
+    }
+    eprintln!("vae f32 largest relative error: {worst:.3e}");
+}
+
+#[test]
+fn vae_runs_in_f16_and_bf16() {
+    for (dtype, limit) in [(DType::F16, 1e-2), (DType::BF16, 6e-2)] {
+        for name in VAES {
+            let (dist, decoded, data) = run_vae(name, dtype);
+            for (what, ours, reference) in [("mean", &dist.mean, &data["mean"]), ("decoded", &decoded, &data["decoded"])] {
+                let (abs, rel) = errors(ours, reference);
+                eprintln!("{name} {what} {dtype:?}: max abs {abs:.3e}, relative {rel:.3e} (against diffusers f32)");
+                assert!(rel < limit, "{name} {what} {dtype:?}: relative error {rel:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn latent_sample_is_mean_plus_std_times_noise() {
+    let (dist, _, _) = run_vae("vae_small", DType::F32);
+    let noise = Tensor::ones(dist.mean.dims(), DType::F32, &Device::Cpu).unwrap();
+    let sample = dist.sample_with(&(noise * 2.0).unwrap()).unwrap();
+    let want = (&dist.mean + (&dist.std * 2.0).unwrap()).unwrap();
+    assert_eq!(errors(&sample, &want).0, 0.0);
+    assert_eq!(errors(&dist.mode(), &dist.mean).0, 0.0);
+    let wrong = Tensor::ones((1, 1, 1, 1), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(dist.sample_with(&wrong), Err(Error::InvalidArgument { name: "noise", .. })));
+}
+
+#[test]
+fn configs_resolve_like_diffusers() {
+    let sd2 = unet_config("unet_sd2");
+    assert_eq!(sd2.num_attention_heads, vec![2, 4, 4]);
+    assert_eq!(sd2.transformer_layers_per_block, vec![1, 2, 1]);
+    assert_eq!(sd2.cross_attention_dim, 16);
+    assert_eq!(sd2.sample_size, Some(9));
+    let mixed = unet_config("unet_mixed");
+    assert_eq!(mixed.layers_per_block, vec![1, 2, 1]);
+    assert_eq!(mixed.time_embed_dim, 20);
+    assert_eq!(vae_config("vae_deep").vae_scale_factor(), 8);
+    assert_eq!(vae_config("vae_deep").shift_factor, Some(0.1159));
+    assert_eq!(vae_config("vae_small").vae_scale_factor(), 2);
+    assert!(!vae_config("vae_deep").use_quant_conv);
+    assert!(!vae_config("vae_noattn").mid_block_add_attention);
+}
+
+fn config_with(name: &str, key: &str, value: serde_json::Value) -> String {
+    let path = folder(name).join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    json[key] = value;
+    json.to_string()
+}
+
+#[test]
+fn unsupported_unet_keys_are_refused_naming_the_key() {
+    use serde_json::json;
+    let cases = [
+        ("class_embed_type", json!("timestep")),
+        ("addition_embed_type", json!("text_time")),
+        ("time_cond_proj_dim", json!(256)),
+        ("projection_class_embeddings_input_dim", json!(2816)),
+        ("num_attention_heads", json!(8)),
+        ("resnet_time_scale_shift", json!("scale_shift")),
+        ("dual_cross_attention", json!(true)),
+        ("encoder_hid_dim", json!(32)),
+        ("time_embedding_type", json!("fourier")),
+        ("mid_block_type", json!("UNetMidBlock2DSimpleCrossAttn")),
+        ("down_block_types", json!(["AttnDownBlock2D", "DownBlock2D"])),
+        ("act_fn", json!("tanh")),
+        ("norm_num_groups", json!(null)),
+        ("cross_attention_dim", json!([16, 32])),
+    ];
+    for (key, value) in cases {
+        let text = config_with("unet_sd1", key, value.clone());
+        match UNetConfig::from_json_str(&text, Path::new("unet/config.json")) {
+            Err(e @ Error::Config { .. }) => {
+                let message = e.to_string();
+                eprintln!("{key} = {value}: {message}");
+                assert!(message.contains(key), "{message}");
+                assert!(message.starts_with("unet/config.json: "), "{message}");
+            }
+            other => panic!("{key} = {value} accepted: {other:?}"),
+        }
+    }
+    // Unknown keys are ignored, as diffusers does.
+    let text = config_with("unet_sd1", "some_future_key", serde_json::json!(1));
+    assert!(UNetConfig::from_json_str(&text, Path::new("c.json")).is_ok());
+}
+
+#[test]
+fn unsupported_vae_keys_are_refused_naming_the_key() {
+    use serde_json::json;
+    for (key, value) in [
+        ("down_block_types", json!(["DownEncoderBlock2D", "AttnDownEncoderBlock2D"])),
+        ("latents_mean", json!([0.0, 0.0, 0.0, 0.0])),
+        ("norm_num_groups", json!(3)),
+    ] {
+        let text = config_with("vae_small", key, value.clone());
+        match VaeConfig::from_json_str(&text, Path::new("vae/config.json")) {
+            Err(e @ Error::Config { .. }) => {
+                let message = e.to_string();
+                eprintln!("{key} = {value}: {message}");
+                assert!(message.contains(key), "{message}");
+            }
+            other => panic!("{key} = {value} accepted: {other:?}"),
+        }
+    }
+    let not_json = VaeConfig::from_json_str("{", Path::new("vae/config.json"));
+    assert!(matches!(not_json, Err(Error::Config { .. })));
+}
+
+/// Saves `name`'s weights to a temporary file after `edit` changed the tensor map.
+fn edited_weights(name: &str, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> (tempfile::TempDir, PathBuf) {
+    let mut tensors = candle_core::safetensors::load(&weights(name)[0], &Device::Cpu).unwrap();
+    edit(&mut tensors);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("diffusion_pytorch_model.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn wrong_shaped_tensor_is_named() {
+    let key = "down_blocks.0.resnets.0.conv1.weight";
+    let (_dir, path) = edited_weights("unet_sd2", |t| {
+        t.insert(key.into(), Tensor::zeros((8, 3, 3, 3), DType::F16, &Device::Cpu).unwrap());
+    });
+    let err = UNet2DConditionModel::load(&unet_config("unet_sd2"), &[path.clone()], DType::F32, &Device::Cpu).unwrap_err();
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(matches!(err, Error::Weights { .. }));
+    assert!(message.contains(&format!("tensor `{key}` has shape [8, 3, 3, 3], expected [8, 8, 3, 3]")), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert_eq!(message.lines().count(), 1);
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let key = "decoder.mid_block.attentions.0.to_k.bias";
+    let (_dir, path) = edited_weights("vae_small", |t| {
+        t.remove(key);
+    });
+    let err = AutoencoderKl::load(&vae_config("vae_small"), &[path], DType::F32, &Device::Cpu).unwrap_err();
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(matches!(err, Error::Weights { .. }));
+    assert!(message.contains(&format!("tensor `{key}` is missing")), "{message}");
+}
+
+#[test]
+fn legacy_vae_attention_names_load() {
+    let (_dir, path) = edited_weights("vae_small", |t| {
+        for part in ["encoder", "decoder"] {
+            for (new, old) in [("to_q", "query"), ("to_k", "key"), ("to_v", "value"), ("to_out.0", "proj_attn")] {
+                for suffix in ["weight", "bias"] {
+                    let tensor = t.remove(&format!("{part}.mid_block.attentions.0.{new}.{suffix}")).unwrap();
+                    t.insert(format!("{part}.mid_block.attentions.0.{old}.{suffix}"), tensor);
+                }
+            }
+        }
+    });
+    let vae = AutoencoderKl::load(&vae_config("vae_small"), &[path], DType::F32, &Device::Cpu).unwrap();
+    let data = expected("vae_small");
+    let decoded = vae.decode(&data["latents"]).unwrap();
+    assert!(errors(&decoded, &data["decoded"]).1 < 1e-5);
+}
+
+#[test]
+fn corrupt_weights_file_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&weights("vae_small")[0]).unwrap();
+    for (label, content) in [
+        ("garbage", b"this is not a safetensors file at all".to_vec()),
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+    ] {
+        let path = dir.path().join(format!("{label}.safetensors"));
+        std::fs::write(&path, content).unwrap();
+        let err = AutoencoderKl::load(&vae_config("vae_small"), &[path.clone()], DType::F32, &Device::Cpu).unwrap_err();
+        let message = err.to_string();
+        eprintln!("{label}: {message}");
+        assert!(matches!(err, Error::Weights { .. }), "{label}: {err:?}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+    let missing = dir.path().join("absent.safetensors");
+    let err = AutoencoderKl::load(&vae_config("vae_small"), &[missing], DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }));
+}
+
+#[test]
+fn wrong_input_shapes_are_refused() {
+    let config = unet_config("unet_sd1");
+    let unet = UNet2DConditionModel::load(&config, &weights("unet_sd1"), DType::F32, &Device::Cpu).unwrap();
+    let sample = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    let context = Tensor::zeros((1, 7, 16), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(unet.forward(&sample, 10, &context), Err(Error::InvalidArgument { name: "sample", .. })));
+    let sample = Tensor::zeros((1, 4, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    let context = Tensor::zeros((1, 7, 12), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(
+        unet.forward(&sample, 10, &context),
+        Err(Error::InvalidArgument { name: "encoder_hidden_states", .. })
+    ));
+}
