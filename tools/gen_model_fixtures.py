@@ -15,7 +15,9 @@ conversion of weights files as well as the network.
 Run: /work/venv/bin/python tools/gen_model_fixtures.py
 """
 
+import copy
 import json
+import math
 import os
 import shutil
 
@@ -177,6 +179,62 @@ VAE_CASES = {
 }
 
 
+# diffusers run with `torch_dtype` in these dtypes too (torch CPU kernels).
+LOW_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16}
+
+
+# Full-size published architectures, built on the meta device (no memory, no weights): their
+# config.json as diffusers writes it and the name and shape of every tensor of their state dict,
+# so the Rust side checks that it asks for exactly these tensors with these shapes.
+SD_DOWN = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+SD_UP = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+FULL_CASES = {
+    # runwayml/stable-diffusion-v1-5 unet/config.json
+    "sd15_unet": (UNet2DConditionModel, dict(
+        sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+        down_block_types=SD_DOWN, up_block_types=SD_UP,
+    )),
+    # stabilityai/stable-diffusion-2-1 unet/config.json (768-v)
+    "sd21_unet": (UNet2DConditionModel, dict(
+        sample_size=96, cross_attention_dim=1024, attention_head_dim=[5, 10, 20, 20],
+        use_linear_projection=True, upcast_attention=True,
+        down_block_types=SD_DOWN, up_block_types=SD_UP,
+    )),
+    # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (refused: addition embeddings)
+    "sdxl_unet": (UNet2DConditionModel, dict(
+        sample_size=128, cross_attention_dim=2048, attention_head_dim=[5, 10, 20],
+        block_out_channels=(320, 640, 1280), use_linear_projection=True,
+        transformer_layers_per_block=[1, 2, 10], addition_embed_type="text_time",
+        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    )),
+    # the Stable Diffusion 1.x/2.x VAE (vae/config.json)
+    "sd_vae": (AutoencoderKL, dict(
+        block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=768, scaling_factor=0.18215,
+    )),
+}
+
+
+def save_full_configs():
+    folder = os.path.join(ROOT, "full")
+    os.makedirs(folder, exist_ok=True)
+    for name, (cls, config) in FULL_CASES.items():
+        with torch.device("meta"):
+            model = cls(**config)
+        with open(os.path.join(folder, f"{name}.json"), "w") as fh:
+            fh.write(model.to_json_string())
+        if name == "sdxl_unet":
+            continue
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        with open(os.path.join(folder, f"{name}.shapes.json"), "w") as fh:
+            json.dump(shapes, fh, separators=(",", ":"), sort_keys=True)
+            fh.write("\n")
+        print(f"{name}: {len(shapes)} tensors, {sum(math.prod(s) for s in shapes.values()) / 1e6:.1f}M parameters")
+
+
 def perturb(model, fp16):
     with torch.no_grad():
         for p in model.parameters():
@@ -199,6 +257,7 @@ def save_folder(model, name, fp16):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
+    save_full_configs()
     for index, (name, case) in enumerate(UNET_CASES.items()):
         torch.manual_seed(1000 + index)
         model = UNet2DConditionModel(**case["config"]).eval()
@@ -210,13 +269,21 @@ def main():
         context = torch.randn(case["batch"], case["seq"], cross)
         with torch.no_grad():
             out = model(sample, case["timestep"], encoder_hidden_states=context).sample
+        tensors = {
+            "sample": sample.contiguous(),
+            "encoder_hidden_states": context.contiguous(),
+            "timestep": torch.tensor([case["timestep"]], dtype=torch.int64),
+            "output": out.contiguous(),
+        }
+        # diffusers in half precision (torch_dtype), same inputs cast to it.
+        for suffix, dtype in LOW_DTYPES.items():
+            low = copy.deepcopy(model).to(dtype)
+            with torch.no_grad():
+                tensors[f"output_{suffix}"] = low(
+                    sample.to(dtype), case["timestep"], encoder_hidden_states=context.to(dtype)
+                ).sample.contiguous()
         save_file(
-            {
-                "sample": sample.contiguous(),
-                "encoder_hidden_states": context.contiguous(),
-                "timestep": torch.tensor([case["timestep"]], dtype=torch.int64),
-                "output": out.contiguous(),
-            },
+            tensors,
             os.path.join(folder, "expected.safetensors"),
         )
         print(f"{name}: output {tuple(out.shape)} |out|max {out.abs().max():.3f}")
@@ -233,15 +300,21 @@ def main():
         with torch.no_grad():
             dist = model.encode(image).latent_dist
             decoded = model.decode(latents).sample
+        tensors = {
+            "image": image.contiguous(),
+            "mean": dist.mean.contiguous(),
+            "logvar": dist.logvar.contiguous(),
+            "std": dist.std.contiguous(),
+            "latents": latents.contiguous(),
+            "decoded": decoded.contiguous(),
+        }
+        for suffix, dtype in LOW_DTYPES.items():
+            low = copy.deepcopy(model).to(dtype)
+            with torch.no_grad():
+                tensors[f"mean_{suffix}"] = low.encode(image.to(dtype)).latent_dist.mean.contiguous()
+                tensors[f"decoded_{suffix}"] = low.decode(latents.to(dtype)).sample.contiguous()
         save_file(
-            {
-                "image": image.contiguous(),
-                "mean": dist.mean.contiguous(),
-                "logvar": dist.logvar.contiguous(),
-                "std": dist.std.contiguous(),
-                "latents": latents.contiguous(),
-                "decoded": decoded.contiguous(),
-            },
+            tensors,
             os.path.join(folder, "expected.safetensors"),
         )
         print(f"{name}: latent {tuple(dist.mean.shape)} decoded {tuple(decoded.shape)}")

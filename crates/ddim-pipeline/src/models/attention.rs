@@ -11,9 +11,14 @@
 //! extra.
 
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::{GroupNorm, LayerNorm, Module, VarBuilder};
+use candle_nn::{LayerNorm, Module, VarBuilder};
 
-use super::layers::{apply, conv2d, group_norm, linear, linear_no_bias, matmul, Conv2d, Linear};
+use super::layers::{
+    apply, conv2d, group_norm, linear, linear_no_bias, matmul, Conv2d, GroupNorm, Linear,
+};
+
+/// The largest attention-score block computed at once (bytes of f32).
+const SCORES_BYTES: usize = 256 << 20;
 
 /// diffusers' `Attention` with `AttnProcessor2_0` (no mask, no norms):
 /// `to_out(softmax(Q·Kᵀ/√d)·V)` over `heads` heads of width `d`.
@@ -38,7 +43,15 @@ impl Attention {
         qkv_bias: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
-        Self::with_names(query_dim, context_dim, heads, dim_head, qkv_bias, ["to_q", "to_k", "to_v", "to_out.0"], vb)
+        Self::with_names(
+            query_dim,
+            context_dim,
+            heads,
+            dim_head,
+            qkv_bias,
+            ["to_q", "to_k", "to_v", "to_out.0"],
+            vb,
+        )
     }
 
     /// As [`Attention::new`] with the four linear layers' names (`[q, k, v, out]`).
@@ -75,11 +88,7 @@ impl Attention {
         let q = self.split_heads(&apply(&self.to_q, x)?)?;
         let k = self.split_heads(&apply(&self.to_k, context)?)?;
         let v = self.split_heads(&apply(&self.to_v, context)?)?;
-        let dtype = q.dtype();
-        let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = matmul(&probs, &v)?;
+        let out = attend(&q, &k, &v, self.scale, SCORES_BYTES)?;
         let (b, h, l, d) = out.dims4()?;
         let out = out.transpose(1, 2)?.contiguous()?.reshape((b, l, h * d))?;
         apply(&self.to_out, &out)
@@ -91,6 +100,29 @@ impl Attention {
         x.reshape((b, l, self.heads, c / self.heads))?
             .transpose(1, 2)?
             .contiguous()
+    }
+}
+
+/// `softmax(q·kᵀ·scale)·v` on (B, H, L, d) tensors, scores and softmax in f32, in slices of
+/// query rows whose f32 scores take at most `max_bytes` (exact: the softmax is per row).
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, max_bytes: usize) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let (b, h, l, _) = q.dims4()?;
+    let s = k.dim(2)?;
+    let q = q.to_dtype(DType::F32)?;
+    let kt = k.to_dtype(DType::F32)?.t()?.contiguous()?;
+    let rows = (max_bytes / (4 * b * h * s).max(1)).clamp(1, l.max(1));
+    let mut slices = Vec::with_capacity(l.div_ceil(rows));
+    for start in (0..l).step_by(rows) {
+        let q = q.narrow(2, start, rows.min(l - start))?;
+        let scores = (q.matmul(&kt)? * scale)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        slices.push(matmul(&probs, v)?);
+    }
+    if slices.len() == 1 {
+        Ok(slices.remove(0))
+    } else {
+        Tensor::cat(&slices, 2)
     }
 }
 
@@ -144,7 +176,14 @@ impl BasicTransformerBlock {
         let ln = |name: &str| candle_nn::layer_norm(dim, 1e-5, vb.pp(name));
         Ok(Self {
             norm1: ln("norm1")?,
-            attn1: Attention::new(dim, attn1_context, spec.heads, dim_head, false, vb.pp("attn1"))?,
+            attn1: Attention::new(
+                dim,
+                attn1_context,
+                spec.heads,
+                dim_head,
+                false,
+                vb.pp("attn1"),
+            )?,
             norm2: ln("norm2")?,
             attn2: Attention::new(
                 dim,
@@ -163,7 +202,10 @@ impl BasicTransformerBlock {
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let attn1_context = self.only_cross_attention.then_some(context);
         let x = (self.attn1.forward(&self.norm1.forward(x)?, attn1_context)? + x)?;
-        let x = (self.attn2.forward(&self.norm2.forward(&x)?, Some(context))? + x)?;
+        let x = (self
+            .attn2
+            .forward(&self.norm2.forward(&x)?, Some(context))?
+            + x)?;
         self.ff.forward(&self.norm3.forward(&x)?)? + x
     }
 }
@@ -271,5 +313,29 @@ impl SpatialSelfAttention {
         let out = self.attention.forward(&tokens, None)?;
         let out = out.transpose(1, 2)?.reshape((b, c, h, w))?;
         out + x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn sliced_attention_equals_whole() {
+        let make = |n: usize, phase: f64| {
+            let t = Tensor::arange(0f32, (2 * 3 * n * 4) as f32, &Device::Cpu).unwrap();
+            ((t * 0.37).unwrap() + phase)
+                .unwrap()
+                .sin()
+                .unwrap()
+                .reshape((2, 3, n, 4))
+                .unwrap()
+        };
+        let (q, k, v) = (make(7, 0.1), make(5, 0.5), make(5, 0.9));
+        let whole = super::attend(&q, &k, &v, 0.5, usize::MAX / 2).unwrap();
+        // 2·3·5 scores of 4 bytes per query row: 130 bytes allow 1 row per slice.
+        let sliced = super::attend(&q, &k, &v, 0.5, 130).unwrap();
+        let diff = (whole - sliced).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
     }
 }

@@ -194,7 +194,9 @@ impl VaeConfig {
                 )));
             }
             if let Some(other) = types.iter().find(|t| t.as_str() != want) {
-                return Err(keys.err(format!("`{key}` entry \"{other}\" is not supported (only {want})")));
+                return Err(keys.err(format!(
+                    "`{key}` entry \"{other}\" is not supported (only {want})"
+                )));
             }
         }
         keys.refuse_non_default("latents_mean", &Value::Null)?;
@@ -203,7 +205,9 @@ impl VaeConfig {
             in_channels: keys.usize("in_channels", 3)?,
             out_channels: keys.usize("out_channels", 3)?,
             layers_per_block: keys.usize("layers_per_block", 1)?,
-            act_fn: keys.activation("act_fn", Some("silu"))?.unwrap_or(Activation::Silu),
+            act_fn: keys
+                .activation("act_fn", Some("silu"))?
+                .unwrap_or(Activation::Silu),
             latent_channels: keys.usize("latent_channels", 4)?,
             norm_num_groups: keys.usize("norm_num_groups", 32)?,
             sample_size: keys.opt_usize("sample_size")?,
@@ -262,13 +266,26 @@ impl UNetConfig {
         let n = block_out_channels.len();
         let down_names = keys.str_list(
             "down_block_types",
-            &["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            &[
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "DownBlock2D",
+            ],
         )?;
         let up_names = keys.str_list(
             "up_block_types",
-            &["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+            &[
+                "UpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+            ],
         )?;
-        for (key, len) in [("down_block_types", down_names.len()), ("up_block_types", up_names.len())] {
+        for (key, len) in [
+            ("down_block_types", down_names.len()),
+            ("up_block_types", up_names.len()),
+        ] {
             if len != n {
                 return Err(keys.err(format!(
                     "`{key}` has {len} entries but `block_out_channels` has {n}"
@@ -312,7 +329,9 @@ impl UNetConfig {
 
         let norm_num_groups = match keys.get("norm_num_groups") {
             Some(Value::Null) => {
-                return Err(keys.err("`norm_num_groups` null (no output norm) is not supported".into()))
+                return Err(
+                    keys.err("`norm_num_groups` null (no output norm) is not supported".into())
+                )
             }
             _ => keys.usize("norm_num_groups", 32)?,
         };
@@ -341,11 +360,17 @@ impl UNetConfig {
             layers_per_block: keys.per_block_usize("layers_per_block", 2, n)?,
             downsample_padding: keys.usize("downsample_padding", 1)?,
             mid_block_scale_factor: keys.f64("mid_block_scale_factor", 1.0)?,
-            act_fn: keys.activation("act_fn", Some("silu"))?.unwrap_or(Activation::Silu),
+            act_fn: keys
+                .activation("act_fn", Some("silu"))?
+                .unwrap_or(Activation::Silu),
             norm_num_groups,
             norm_eps: keys.f64("norm_eps", 1e-5)?,
             cross_attention_dim,
-            transformer_layers_per_block: keys.per_block_usize("transformer_layers_per_block", 1, n)?,
+            transformer_layers_per_block: keys.per_block_usize(
+                "transformer_layers_per_block",
+                1,
+                n,
+            )?,
             num_attention_heads,
             use_linear_projection: keys.bool("use_linear_projection", false)?,
             upcast_attention: keys.bool("upcast_attention", false)?,
@@ -361,14 +386,22 @@ impl UNetConfig {
         for &c in &config.block_out_channels {
             keys.check_groups(c, config.norm_num_groups)?;
         }
-        for (i, (&c, &h)) in config.block_out_channels.iter().zip(&config.num_attention_heads).enumerate() {
+        for (i, (&c, &h)) in config
+            .block_out_channels
+            .iter()
+            .zip(&config.num_attention_heads)
+            .enumerate()
+        {
             if h == 0 || c % h != 0 {
                 return Err(keys.err(format!(
                     "`attention_head_dim` (heads) {h} of block {i} does not divide its {c} channels"
                 )));
             }
         }
-        for (key, k) in [("conv_in_kernel", config.conv_in_kernel), ("conv_out_kernel", config.conv_out_kernel)] {
+        for (key, k) in [
+            ("conv_in_kernel", config.conv_in_kernel),
+            ("conv_out_kernel", config.conv_out_kernel),
+        ] {
             if k % 2 == 0 {
                 return Err(keys.err(format!("`{key}` {k} must be odd")));
             }
@@ -390,7 +423,10 @@ impl Keys {
             reason: format!("not valid json: {e}"),
         })?;
         match value {
-            Value::Object(map) => Ok(Self { map, path: path.to_path_buf() }),
+            Value::Object(map) => Ok(Self {
+                map,
+                path: path.to_path_buf(),
+            }),
             _ => Err(Error::Config {
                 path: path.to_path_buf(),
                 reason: "not a json object".into(),
@@ -399,7 +435,10 @@ impl Keys {
     }
 
     fn err(&self, reason: String) -> Error {
-        Error::Config { path: self.path.clone(), reason }
+        Error::Config {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
@@ -416,9 +455,9 @@ impl Keys {
 
     fn refuse_non_default(&self, key: &str, default: &Value) -> Result<()> {
         match self.get(key) {
-            Some(v) if v != default => Err(self.err(format!(
-                "`{key}` = {v} is not supported (only {default})"
-            ))),
+            Some(v) if v != default => {
+                Err(self.err(format!("`{key}` = {v} is not supported (only {default})")))
+            }
             _ => Ok(()),
         }
     }
@@ -433,7 +472,9 @@ impl Keys {
     }
 
     fn usize(&self, key: &str, default: usize) -> Result<usize> {
-        Ok(self.typed(key, "a non-negative integer")?.unwrap_or(default))
+        Ok(self
+            .typed(key, "a non-negative integer")?
+            .unwrap_or(default))
     }
 
     fn opt_usize(&self, key: &str) -> Result<Option<usize>> {

@@ -2,7 +2,7 @@
 //! torch's nearest-neighbour resize.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Activation;
 
@@ -24,18 +24,26 @@ impl Activation {
     }
 }
 
-/// Whether a product in `dtype` must go through f32: candle 0.11's CPU matmul (and so its
-/// convolutions) has no bf16 kernel. torch's CPU bf16 GEMM and convolution accumulate in f32
-/// and round the result (bias included) to bf16 once, which is what the f32 detour does.
+/// Whether a product on `x` goes through f32: on the CPU, torch's f16/bf16 GEMM and
+/// convolution accumulate in f32 and round the result (bias included) once, which is what the
+/// f32 detour does (candle 0.11's CPU matmul has no bf16 kernel at all, and its f16 one rounds
+/// the bias addition separately). On other devices candle's own kernels are used.
 fn needs_f32(x: &Tensor) -> bool {
-    x.dtype() == DType::BF16 && x.device().is_cpu()
+    matches!(x.dtype(), DType::BF16 | DType::F16) && x.device().is_cpu()
 }
 
 /// Runs `f` on `x` and `params` in f32 and rounds the result back to `x`'s dtype when
 /// [`needs_f32`]; otherwise runs it as is.
-fn compat(x: &Tensor, params: &[&Tensor], f: impl Fn(&Tensor, &[Tensor]) -> Result<Tensor>) -> Result<Tensor> {
+fn compat(
+    x: &Tensor,
+    params: &[&Tensor],
+    f: impl Fn(&Tensor, &[Tensor]) -> Result<Tensor>,
+) -> Result<Tensor> {
     if needs_f32(x) {
-        let up: Vec<Tensor> = params.iter().map(|p| p.to_dtype(DType::F32)).collect::<Result<_>>()?;
+        let up: Vec<Tensor> = params
+            .iter()
+            .map(|p| p.to_dtype(DType::F32))
+            .collect::<Result<_>>()?;
         f(&x.to_dtype(DType::F32)?, &up)?.to_dtype(x.dtype())
     } else {
         let same: Vec<Tensor> = params.iter().map(|p| (*p).clone()).collect();
@@ -128,10 +136,60 @@ impl Module for Conv2d {
     }
 }
 
-/// `nn.GroupNorm(groups, channels, eps)` with affine parameters. Statistics in f32 for f16/bf16
-/// inputs, as torch does on CPU.
-pub(crate) fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm> {
-    candle_nn::group_norm(groups, channels, eps, vb)
+/// `nn.GroupNorm`: per sample and group of `channels / groups` channels,
+/// `y = (x − mean) / √(var + eps) · weight + bias` (biased variance). For f16/bf16 inputs the
+/// statistics and the affine map are computed in f32 and rounded once, as torch's CPU kernel.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+/// `nn.GroupNorm(groups, channels, eps)` with affine parameters `{prefix}.weight`/`.bias`.
+pub(crate) fn group_norm(
+    groups: usize,
+    channels: usize,
+    eps: f64,
+    vb: VarBuilder,
+) -> Result<GroupNorm> {
+    Ok(GroupNorm {
+        weight: vb.get(channels, "weight")?,
+        bias: vb.get(channels, "bias")?,
+        groups,
+        eps,
+    })
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        if dims.len() < 3 {
+            candle_core::bail!("group norm input must have rank 3 or more, got {dims:?}");
+        }
+        let (b, c) = (dims[0], dims[1]);
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?.reshape((b, self.groups, ()))?;
+        let n = xf.dim(2)? as f64;
+        let mean = (xf.sum_keepdim(2)? / n)?;
+        let centred = xf.broadcast_sub(&mean)?;
+        let var = (centred.sqr()?.sum_keepdim(2)? / n)?;
+        let normed = centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .reshape(dims.as_slice())?;
+        let mut shape = vec![1; dims.len()];
+        shape[1] = c;
+        let weight = self
+            .weight
+            .to_dtype(DType::F32)?
+            .reshape(shape.as_slice())?;
+        let bias = self.bias.to_dtype(DType::F32)?.reshape(shape.as_slice())?;
+        normed
+            .broadcast_mul(&weight)?
+            .broadcast_add(&bias)?
+            .to_dtype(dtype)
+    }
 }
 
 /// `F.interpolate(x, size=(h, w), mode="nearest")` on an NCHW tensor, with torch's source index

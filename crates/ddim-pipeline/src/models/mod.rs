@@ -26,22 +26,31 @@
 //!   do we), `upcast_attention`, `only_cross_attention`, `transformer_layers_per_block`,
 //!   `time_embedding_dim`/`time_embedding_act_fn`/`timestep_post_act`, `conv_in_kernel`, or the
 //!   refusal of keys it does not implement. So the UNet is written here on candle-nn.
-//! - **VAE**: `stable_diffusion::vae::AutoEncoderKL` decodes to ≈ 1e-6 of diffusers, but its
-//!   `encode` returns a `DiagonalGaussianDistribution` whose `mean` and `std` fields are
-//!   private and whose only `sample()` draws with candle's own RNG (`Tensor::randn`). img2img
-//!   must draw that noise from the torch-compatible generator (`ddim::rng`) in diffusers' order,
-//!   which its API cannot take; it also has no `use_quant_conv`/`use_post_quant_conv`/
-//!   `mid_block_add_attention`, and its config builder is separate from diffusers'
-//!   `config.json`. So the VAE is written here too, with [`LatentDistribution::sample_with`]
-//!   taking the caller's noise. candle's own RNG is never used in this module.
+//! - **VAE**: `stable_diffusion::vae::AutoEncoderKL` decodes to ≈ 1e-6 of diffusers, and its
+//!   config has `use_quant_conv`/`use_post_quant_conv`, but `encode` returns a
+//!   `DiagonalGaussianDistribution` whose `mean` and `std` fields are private (no `logvar`
+//!   either) and whose only `sample()` draws with candle's own RNG (`randn_like`); it also does
+//!   not clamp `logvar` to [−30, 20] as diffusers does, and cannot leave out the mid-block
+//!   attention (`mid_block_add_attention`) or use another activation (`act_fn`). img2img must
+//!   draw the latent noise from the torch-compatible generator (`ddim::rng`) in diffusers'
+//!   order, which its API cannot take. So the VAE is written here too, with
+//!   [`LatentDistribution::sample_with`] taking the caller's noise. candle's own RNG is never
+//!   used in this module.
 //!
 //! # Dtypes
 //!
 //! F32 is the reference (≈ 1e-6 relative to diffusers on torch CPU). F16 and BF16 compute in
-//! that dtype, as diffusers with `torch_dtype`, except where torch upcasts on CPU: GroupNorm
-//! and LayerNorm statistics, the attention scores and softmax (always f32 for f16/bf16, which
-//! also covers `upcast_attention`), the sinusoidal timestep features (computed in f32 and then
-//! converted, as diffusers' `t_emb.to(sample.dtype)`).
+//! that dtype, as diffusers with `torch_dtype`, with torch's CPU rounding points: products
+//! (linear layers, convolutions, attention·V) accumulate in f32 and round once with their bias
+//! (candle 0.11 has no CPU bf16 matmul at all); GroupNorm and LayerNorm statistics and affine
+//! maps in f32; the attention scores and softmax always in f32 (which also covers
+//! `upcast_attention`); the sinusoidal timestep features in f32, then converted like
+//! diffusers' `t_emb.to(sample.dtype)`. On the tiny test models our f16/bf16 error against
+//! diffusers' f32 output is about diffusers' own f16/bf16 error (see `tests/models.rs`). On
+//! other devices candle's own half-precision kernels are used.
+//!
+//! Attention over many pixels is computed in slices of query rows (exact: the softmax is per
+//! row), so that a 64×64 latent does not need gigabytes of scores at once.
 
 mod attention;
 mod config;

@@ -3,10 +3,12 @@
 //! (`time_embedding_norm = "default"`, convolutional resampling).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Activation;
-use super::layers::{apply, conv2d, group_norm, linear, upsample_nearest, Conv2d, Linear};
+use super::layers::{
+    apply, conv2d, group_norm, linear, upsample_nearest, Conv2d, GroupNorm, Linear,
+};
 
 /// diffusers' `ResnetBlock2D`:
 /// `h = conv1(act(norm1(x))) + time_emb_proj(act(temb))`, `h = conv2(act(norm2(h)))`,
@@ -38,13 +40,24 @@ pub(crate) struct ResnetSpec {
 
 impl ResnetBlock2D {
     pub(crate) fn new(spec: ResnetSpec, vb: VarBuilder) -> Result<Self> {
-        let ResnetSpec { in_channels, out_channels, .. } = spec;
+        let ResnetSpec {
+            in_channels,
+            out_channels,
+            ..
+        } = spec;
         let time_emb_proj = match spec.temb_channels {
             Some(t) => Some(linear(t, out_channels, vb.pp("time_emb_proj"))?),
             None => None,
         };
         let conv_shortcut = if in_channels != out_channels {
-            Some(conv2d(in_channels, out_channels, 1, 1, 0, vb.pp("conv_shortcut"))?)
+            Some(conv2d(
+                in_channels,
+                out_channels,
+                1,
+                1,
+                0,
+                vb.pp("conv_shortcut"),
+            )?)
         } else {
             None
         };

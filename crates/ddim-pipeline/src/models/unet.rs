@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::attention::TransformerSpec;
 use super::config::{DownBlockType, UNetConfig, UpBlockType};
-use super::layers::{apply, conv2d, group_norm, linear, Conv2d, Linear};
+use super::layers::{apply, conv2d, group_norm, linear, Conv2d, GroupNorm, Linear};
 use super::resnet::ResnetSpec;
 use super::unet_blocks::{BlockSpec, DownBlock, MidBlock, UpBlock};
 use super::weights::{load_weights, weights_error};
@@ -77,7 +77,13 @@ impl UNet2DConditionModel {
                 resnet,
             };
             let resample = (i + 1 < n).then_some(c.downsample_padding);
-            down_blocks.push(DownBlock::new(input, output, spec, resample, vb.pp("down_blocks").pp(i))?);
+            down_blocks.push(DownBlock::new(
+                input,
+                output,
+                spec,
+                resample,
+                vb.pp("down_blocks").pp(i),
+            )?);
         }
 
         let mid_block = if c.mid_block {
@@ -89,7 +95,12 @@ impl UNet2DConditionModel {
                 only_cross_attention: false,
                 ..transformer(n - 1)
             };
-            Some(MidBlock::new(boc[n - 1], mid_transformer, mid_resnet, vb.pp("mid_block"))?)
+            Some(MidBlock::new(
+                boc[n - 1],
+                mid_transformer,
+                mid_resnet,
+                vb.pp("mid_block"),
+            )?)
         } else {
             None
         };
@@ -107,26 +118,65 @@ impl UNet2DConditionModel {
                 transformer: (*kind == UpBlockType::CrossAttn).then(|| transformer(r)),
                 resnet,
             };
-            up_blocks.push(UpBlock::new(input, prev, output, spec, i + 1 < n, vb.pp("up_blocks").pp(i))?);
+            up_blocks.push(UpBlock::new(
+                input,
+                prev,
+                output,
+                spec,
+                i + 1 < n,
+                vb.pp("up_blocks").pp(i),
+            )?);
         }
 
         let tin = boc[0];
         Ok(Self {
             config: config.clone(),
-            conv_in: conv2d(c.in_channels, boc[0], c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2, vb.pp("conv_in"))?,
-            linear_1: linear(tin, c.time_embed_dim, vb.pp("time_embedding").pp("linear_1"))?,
-            linear_2: linear(c.time_embed_dim, c.time_embed_dim, vb.pp("time_embedding").pp("linear_2"))?,
+            conv_in: conv2d(
+                c.in_channels,
+                boc[0],
+                c.conv_in_kernel,
+                1,
+                (c.conv_in_kernel - 1) / 2,
+                vb.pp("conv_in"),
+            )?,
+            linear_1: linear(
+                tin,
+                c.time_embed_dim,
+                vb.pp("time_embedding").pp("linear_1"),
+            )?,
+            linear_2: linear(
+                c.time_embed_dim,
+                c.time_embed_dim,
+                vb.pp("time_embedding").pp("linear_2"),
+            )?,
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: group_norm(c.norm_num_groups, boc[0], c.norm_eps, vb.pp("conv_norm_out"))?,
-            conv_out: conv2d(boc[0], c.out_channels, c.conv_out_kernel, 1, (c.conv_out_kernel - 1) / 2, vb.pp("conv_out"))?,
+            conv_norm_out: group_norm(
+                c.norm_num_groups,
+                boc[0],
+                c.norm_eps,
+                vb.pp("conv_norm_out"),
+            )?,
+            conv_out: conv2d(
+                boc[0],
+                c.out_channels,
+                c.conv_out_kernel,
+                1,
+                (c.conv_out_kernel - 1) / 2,
+                vb.pp("conv_out"),
+            )?,
         })
     }
 
     /// Reads `files` (safetensors, see [`load_weights`]) and builds the UNet in `dtype`; a
     /// missing or wrong-shaped tensor is an [`Error::Weights`] naming it.
-    pub fn load(config: &UNetConfig, files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        config: &UNetConfig,
+        files: &[PathBuf],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let vb = load_weights(files, dtype, device)?;
         let first = files.first().cloned().unwrap_or_default();
         Self::new(config, vb).map_err(weights_error(&first))
@@ -140,12 +190,20 @@ impl UNet2DConditionModel {
     /// The model's output for `sample` (B, C, H, W) at integer `timestep` (the same for the
     /// whole batch) given `encoder_hidden_states` (B, L, cross_attention_dim); the output has
     /// `sample`'s shape with `out_channels` channels, in `sample`'s dtype.
-    pub fn forward(&self, sample: &Tensor, timestep: usize, encoder_hidden_states: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        sample: &Tensor,
+        timestep: usize,
+        encoder_hidden_states: &Tensor,
+    ) -> Result<Tensor> {
         let (b, c, _, _) = sample.dims4()?;
         if c != self.config.in_channels {
             return Err(Error::InvalidArgument {
                 name: "sample",
-                reason: format!("has {c} channels, the unet expects {}", self.config.in_channels),
+                reason: format!(
+                    "has {c} channels, the unet expects {}",
+                    self.config.in_channels
+                ),
             });
         }
         let (cb, _, cd) = encoder_hidden_states.dims3()?;
@@ -162,7 +220,12 @@ impl UNet2DConditionModel {
         Ok(self.forward_unchecked(sample, timestep, encoder_hidden_states)?)
     }
 
-    fn forward_unchecked(&self, sample: &Tensor, timestep: usize, context: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward_unchecked(
+        &self,
+        sample: &Tensor,
+        timestep: usize,
+        context: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let dtype = sample.dtype();
         let batch = sample.dim(0)?;
@@ -175,7 +238,12 @@ impl UNet2DConditionModel {
         };
 
         // Time embedding: sinusoidal features in f32 (as torch), then the model's dtype.
-        let features = timestep_features(timestep, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift);
+        let features = timestep_features(
+            timestep,
+            c.block_out_channels[0],
+            c.flip_sin_to_cos,
+            c.freq_shift,
+        );
         let t = Tensor::from_vec(features, (1, c.block_out_channels[0]), sample.device())?
             .to_dtype(dtype)?
             .repeat((batch, 1))?;

@@ -46,11 +46,19 @@ impl DownBlock {
             };
             resnets.push(ResnetBlock2D::new(rs, vb.pp("resnets").pp(i))?);
             if let Some(t) = &spec.transformer {
-                attentions.push(Transformer2DModel::new(out_channels, t, vb.pp("attentions").pp(i))?);
+                attentions.push(Transformer2DModel::new(
+                    out_channels,
+                    t,
+                    vb.pp("attentions").pp(i),
+                )?);
             }
         }
         let downsampler = match resample {
-            Some(padding) => Some(Downsample2D::new(out_channels, padding, vb.pp("downsamplers").pp(0))?),
+            Some(padding) => Some(Downsample2D::new(
+                out_channels,
+                padding,
+                vb.pp("downsamplers").pp(0),
+            )?),
             None => None,
         };
         Ok(Self {
@@ -93,7 +101,12 @@ pub(crate) struct MidBlock {
 }
 
 impl MidBlock {
-    pub(crate) fn new(channels: usize, transformer: TransformerSpec, resnet: ResnetSpec, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(
+        channels: usize,
+        transformer: TransformerSpec,
+        resnet: ResnetSpec,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let rs = ResnetSpec {
             in_channels: channels,
             out_channels: channels,
@@ -140,8 +153,16 @@ impl UpBlock {
         let mut resnets = Vec::with_capacity(spec.layers);
         let mut attentions = Vec::new();
         for i in 0..spec.layers {
-            let skip = if i == spec.layers - 1 { in_channels } else { out_channels };
-            let cin = if i == 0 { prev_output_channels } else { out_channels };
+            let skip = if i == spec.layers - 1 {
+                in_channels
+            } else {
+                out_channels
+            };
+            let cin = if i == 0 {
+                prev_output_channels
+            } else {
+                out_channels
+            };
             let rs = ResnetSpec {
                 in_channels: cin + skip,
                 out_channels,
@@ -149,7 +170,11 @@ impl UpBlock {
             };
             resnets.push(ResnetBlock2D::new(rs, vb.pp("resnets").pp(i))?);
             if let Some(t) = &spec.transformer {
-                attentions.push(Transformer2DModel::new(out_channels, t, vb.pp("attentions").pp(i))?);
+                attentions.push(Transformer2DModel::new(
+                    out_channels,
+                    t,
+                    vb.pp("attentions").pp(i),
+                )?);
             }
         }
         let upsampler = if add_upsample {

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::attention::SpatialSelfAttention;
 use super::config::{Activation, VaeConfig};
-use super::layers::{apply, conv2d, group_norm, Conv2d};
+use super::layers::{apply, conv2d, group_norm, Conv2d, GroupNorm};
 use super::resnet::{Downsample2D, ResnetBlock2D, ResnetSpec, Upsample2D};
 use super::weights::{load_weights, weights_error};
 use crate::Result;
@@ -68,7 +68,13 @@ fn resnet_spec(cin: usize, cout: usize, config: &VaeConfig) -> ResnetSpec {
     }
 }
 
-fn resnets(cin: usize, cout: usize, layers: usize, config: &VaeConfig, vb: &VarBuilder) -> candle_core::Result<Vec<ResnetBlock2D>> {
+fn resnets(
+    cin: usize,
+    cout: usize,
+    layers: usize,
+    config: &VaeConfig,
+    vb: &VarBuilder,
+) -> candle_core::Result<Vec<ResnetBlock2D>> {
     (0..layers)
         .map(|i| {
             let input = if i == 0 { cin } else { cout };
@@ -94,14 +100,18 @@ impl Encoder {
         let n = boc.len();
         let mut down_blocks = Vec::with_capacity(n);
         let mut output = boc[0];
-        for i in 0..n {
+        for (i, &channels) in boc.iter().enumerate() {
             let input = output;
-            output = boc[i];
+            output = channels;
             let block_vb = vb.pp("down_blocks").pp(i);
             let blocks = resnets(input, output, config.layers_per_block, config, &block_vb)?;
             // `DownEncoderBlock2D` uses `downsample_padding=0`: pad right/bottom, then convolve.
             let down = if i + 1 < n {
-                Some(Downsample2D::new(output, 0, block_vb.pp("downsamplers").pp(0))?)
+                Some(Downsample2D::new(
+                    output,
+                    0,
+                    block_vb.pp("downsamplers").pp(0),
+                )?)
             } else {
                 None
             };
@@ -112,7 +122,12 @@ impl Encoder {
             conv_in: conv2d(config.in_channels, boc[0], 3, 1, 1, vb.pp("conv_in"))?,
             down_blocks,
             mid_block: VaeMidBlock::new(last, config, vb.pp("mid_block"))?,
-            conv_norm_out: group_norm(config.norm_num_groups, last, VAE_EPS, vb.pp("conv_norm_out"))?,
+            conv_norm_out: group_norm(
+                config.norm_num_groups,
+                last,
+                VAE_EPS,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: conv2d(last, 2 * config.latent_channels, 3, 1, 1, vb.pp("conv_out"))?,
             // diffusers' Encoder/Decoder end with `nn.SiLU()` whatever `act_fn` says.
             act: Activation::Silu,
@@ -169,7 +184,12 @@ impl Decoder {
             conv_in: conv2d(config.latent_channels, last, 3, 1, 1, vb.pp("conv_in"))?,
             mid_block: VaeMidBlock::new(last, config, vb.pp("mid_block"))?,
             up_blocks,
-            conv_norm_out: group_norm(config.norm_num_groups, boc[0], VAE_EPS, vb.pp("conv_norm_out"))?,
+            conv_norm_out: group_norm(
+                config.norm_num_groups,
+                boc[0],
+                VAE_EPS,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: conv2d(boc[0], config.out_channels, 3, 1, 1, vb.pp("conv_out"))?,
             act: Activation::Silu,
         })
@@ -213,7 +233,10 @@ impl LatentDistribution {
     pub fn from_moments(moments: &Tensor) -> Result<Self> {
         let channels = moments.dim(1)? / 2;
         let mean = moments.narrow(1, 0, channels)?.contiguous()?;
-        let logvar = moments.narrow(1, channels, channels)?.clamp(-30f32, 20f32)?.contiguous()?;
+        let logvar = moments
+            .narrow(1, channels, channels)?
+            .clamp(-30f32, 20f32)?
+            .contiguous()?;
         let std = (&logvar * 0.5)?.exp()?;
         Ok(Self { mean, logvar, std })
     }
@@ -230,10 +253,16 @@ impl LatentDistribution {
         if noise.dims() != self.mean.dims() {
             return Err(crate::Error::InvalidArgument {
                 name: "noise",
-                reason: format!("has shape {:?}, the latent has {:?}", noise.dims(), self.mean.dims()),
+                reason: format!(
+                    "has shape {:?}, the latent has {:?}",
+                    noise.dims(),
+                    self.mean.dims()
+                ),
             });
         }
-        let noise = noise.to_dtype(self.mean.dtype())?.to_device(self.mean.device())?;
+        let noise = noise
+            .to_dtype(self.mean.dtype())?
+            .to_device(self.mean.device())?;
         Ok((&self.mean + (&self.std * noise)?)?)
     }
 
@@ -292,7 +321,12 @@ impl AutoencoderKl {
 
     /// Reads `files` (safetensors) and builds the VAE in `dtype`; a missing or wrong-shaped
     /// tensor is an [`crate::Error::Weights`] naming it.
-    pub fn load(config: &VaeConfig, files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        config: &VaeConfig,
+        files: &[PathBuf],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let vb = load_weights(files, dtype, device)?;
         let first = files.first().cloned().unwrap_or_default();
         Self::new(config, vb).map_err(weights_error(&first))

@@ -55,8 +55,11 @@ impl candle_nn::var_builder::SimpleBackend for TensorMap {
 /// come out in `dtype` on `device` (f16/bf16 files are converted on request).
 ///
 /// The files are read into memory (no mmap). A file that is unreadable or not valid safetensors
-/// gives [`Error::Weights`] naming it; a tensor a model asks for that is missing or has another
-/// shape is reported when the model is built (see [`weights_error`]).
+/// gives [`Error::Weights`] naming it. A tensor a model asks for that is missing or has another
+/// shape makes the model's `new` fail with a candle error whose message names it
+/// (``tensor `conv_in.weight` has shape [32, 3, 3, 3], expected [32, 4, 3, 3]``);
+/// [`crate::models::UNet2DConditionModel::load`] and [`crate::models::AutoencoderKl::load`]
+/// turn that into [`Error::Weights`] naming the file. Tensors no layer asks for are ignored.
 ///
 /// ```no_run
 /// # use ddim_pipeline::models::load_weights;
@@ -64,7 +67,11 @@ impl candle_nn::var_builder::SimpleBackend for TensorMap {
 /// let vb = load_weights(&["unet/diffusion_pytorch_model.safetensors".into()], DType::F32, &Device::Cpu)?;
 /// # Ok::<(), ddim_pipeline::Error>(())
 /// ```
-pub fn load_weights(files: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+pub fn load_weights(
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
     if files.is_empty() {
         return Err(Error::Weights {
             path: PathBuf::new(),
@@ -77,9 +84,11 @@ pub fn load_weights(files: &[PathBuf], dtype: DType, device: &Device) -> Result<
             path: file.clone(),
             reason: e.to_string(),
         })?;
-        let map = candle_core::safetensors::load_buffer(&data, &Device::Cpu).map_err(|e| Error::Weights {
-            path: file.clone(),
-            reason: format!("not a valid safetensors file: {}", one_line(&e)),
+        let map = candle_core::safetensors::load_buffer(&data, &Device::Cpu).map_err(|e| {
+            Error::Weights {
+                path: file.clone(),
+                reason: format!("not a valid safetensors file: {}", one_line(&e)),
+            }
         })?;
         tensors.extend(map);
     }
