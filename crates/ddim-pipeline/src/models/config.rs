@@ -75,8 +75,10 @@ pub struct UNetConfig {
     pub in_channels: usize,
     /// `out_channels`.
     pub out_channels: usize,
-    /// `sample_size`: the latent side the model was trained at (`None` when absent).
-    pub sample_size: Option<usize>,
+    /// `sample_size`: the latent side the model was trained at (the pipeline's default image
+    /// side is `sample_size × vae_scale_factor`). Required: diffusers' default is `None`, with
+    /// which its pipelines cannot pick a default size either.
+    pub sample_size: usize,
     /// `center_input_sample`: the input becomes `2x − 1` first.
     pub center_input_sample: bool,
     /// `flip_sin_to_cos`: the timestep embedding is `[cos, sin]` instead of `[sin, cos]`.
@@ -146,8 +148,8 @@ pub struct VaeConfig {
     pub latent_channels: usize,
     /// `norm_num_groups`.
     pub norm_num_groups: usize,
-    /// `sample_size` (image side).
-    pub sample_size: Option<usize>,
+    /// `sample_size` (image side; diffusers' default 32).
+    pub sample_size: usize,
     /// `scaling_factor`: latents are `scaling_factor · (z − shift_factor)`.
     pub scaling_factor: f64,
     /// `shift_factor` (`None` = 0).
@@ -210,7 +212,7 @@ impl VaeConfig {
                 .unwrap_or(Activation::Silu),
             latent_channels: keys.usize("latent_channels", 4)?,
             norm_num_groups: keys.usize("norm_num_groups", 32)?,
-            sample_size: keys.opt_usize("sample_size")?,
+            sample_size: keys.usize("sample_size", 32)?,
             scaling_factor: keys.f64("scaling_factor", 0.18215)?,
             shift_factor: keys.opt_f64("shift_factor")?,
             force_upcast: keys.bool("force_upcast", true)?,
@@ -232,7 +234,7 @@ impl UNetConfig {
     /// ```
     /// # use ddim_pipeline::models::UNetConfig;
     /// # use std::path::Path;
-    /// let c = UNetConfig::from_json_str(r#"{"block_out_channels": [32, 64], "attention_head_dim": [2, 4],
+    /// let c = UNetConfig::from_json_str(r#"{"sample_size": 8, "block_out_channels": [32, 64], "attention_head_dim": [2, 4],
     ///   "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
     ///   "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 16}"#,
     ///   Path::new("unet/config.json"))?;
@@ -351,7 +353,9 @@ impl UNetConfig {
         let config = Self {
             in_channels: keys.usize("in_channels", 4)?,
             out_channels: keys.usize("out_channels", 4)?,
-            sample_size: keys.opt_usize("sample_size")?,
+            sample_size: keys.opt_usize("sample_size")?.ok_or_else(|| {
+                keys.err("`sample_size` is missing (an integer is needed)".into())
+            })?,
             center_input_sample: keys.bool("center_input_sample", false)?,
             flip_sin_to_cos: keys.bool("flip_sin_to_cos", true)?,
             freq_shift: keys.f64("freq_shift", 0.0)?,

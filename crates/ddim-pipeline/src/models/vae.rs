@@ -267,8 +267,8 @@ impl LatentDistribution {
     }
 
     /// The mode of the distribution: its mean (`retrieve_latents(..., sample_mode="argmax")`).
-    pub fn mode(&self) -> Tensor {
-        self.mean.clone()
+    pub fn mode(&self) -> &Tensor {
+        &self.mean
     }
 }
 
