@@ -363,7 +363,8 @@ IMG2IMG = [
         strength=0.75,
         steps=8,
         guidance_scale=7.5,
-        guidance_rescale=0.7,
+        # No guidance_rescale: diffusers 0.42.1's StableDiffusionImg2ImgPipeline has no such
+        # argument and drops it silently (**kwargs); ddim-pipeline applies it and says so.
         eta=1.0,
         seed=12,
         overrides=RECIPE,
@@ -401,8 +402,14 @@ def init_image(width: int, height: int, seed: int) -> PIL.Image.Image:
     return PIL.Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255.0).round().astype(np.uint8))
 
 
+# Each folder's own scheduler config, as saved: overrides apply to it, never to the previous
+# case's scheduler.
+BASE_SCHEDULER_CONFIGS: dict[int, dict] = {}
+
+
 def with_scheduler(pipe, overrides: dict | None):
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, **(overrides or {}))
+    base = BASE_SCHEDULER_CONFIGS.setdefault(id(pipe), dict(pipe.scheduler.config))
+    pipe.scheduler = DDIMScheduler.from_config(base, **(overrides or {}))
     return pipe
 
 

@@ -43,6 +43,10 @@ enum Command {
     Invert(commands::invert::Args),
     /// Decode latents slerp'd (and lerp'd) between two seeds' x_T into a PNG strip.
     Interpolate(commands::interpolate::Args),
+    /// Stable Diffusion with the ddim scheduler on a diffusers folder or a cached model id:
+    /// text-to-image, img2img (--init-image) or DDIM inversion (--invert); diffusers' image
+    /// for the same prompt and seed.
+    Generate(Box<commands::generate::Args>),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(&args, &mut stdout),
         Command::Invert(args) => commands::invert::run(&args, &mut stdout),
         Command::Interpolate(args) => commands::interpolate::run(&args, &mut stdout),
+        Command::Generate(args) => commands::generate::run(&args, &mut stdout),
     };
     let result = result.and_then(|()| stdout.flush().map_err(Into::into));
     match result {

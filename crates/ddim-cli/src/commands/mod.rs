@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod eval;
+pub(crate) mod generate;
 pub(crate) mod interpolate;
 pub(crate) mod inversion;
 pub(crate) mod invert;
