@@ -572,14 +572,24 @@ fn real_unet_folder_loads_and_runs() {
     };
     let dir = PathBuf::from(dir);
     let path = dir.join("config.json");
-    let config = UNetConfig::from_json_str(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    let config =
+        UNetConfig::from_json_str(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
     let files = vec![dir.join("diffusion_pytorch_model.safetensors")];
     let unet = UNet2DConditionModel::load(&config, &files, DType::F32, &Device::Cpu).unwrap();
     let sample = Tensor::ones((1, config.in_channels, 16, 16), DType::F32, &Device::Cpu).unwrap();
-    let context = Tensor::ones((1, 77, config.cross_attention_dim), DType::F32, &Device::Cpu).unwrap();
+    let context = Tensor::ones(
+        (1, 77, config.cross_attention_dim),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let out = unet.forward(&sample, 500, &context).unwrap();
     assert_eq!(out.dims(), &[1, config.out_channels, 16, 16]);
     let values: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
     assert!(values.iter().all(|v| v.is_finite()));
-    eprintln!("{}: output mean {:.4e}", dir.display(), values.iter().sum::<f32>() / values.len() as f32);
+    eprintln!(
+        "{}: output mean {:.4e}",
+        dir.display(),
+        values.iter().sum::<f32>() / values.len() as f32
+    );
 }
