@@ -11,10 +11,11 @@
 //! extra.
 
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::{LayerNorm, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use super::layers::{
-    apply, conv2d, group_norm, linear, linear_no_bias, matmul, Conv2d, GroupNorm, Linear,
+    apply, conv2d, group_norm, layer_norm, linear, linear_no_bias, matmul, Conv2d, GroupNorm,
+    LayerNorm, Linear,
 };
 
 /// The largest attention-score block computed at once (bytes of f32).
@@ -173,7 +174,7 @@ impl BasicTransformerBlock {
         } else {
             dim
         };
-        let ln = |name: &str| candle_nn::layer_norm(dim, 1e-5, vb.pp(name));
+        let ln = |name: &str| layer_norm(dim, 1e-5, vb.pp(name));
         Ok(Self {
             norm1: ln("norm1")?,
             attn1: Attention::new(

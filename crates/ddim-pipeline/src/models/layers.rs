@@ -1,7 +1,7 @@
 //! Small layers shared by the UNet and the VAE: activations, convolutions, group norms and
 //! torch's nearest-neighbour resize.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::config::Activation;
@@ -192,6 +192,43 @@ impl Module for GroupNorm {
     }
 }
 
+/// `nn.LayerNorm(dim, eps)` over the last dimension, two-pass statistics (mean, then the mean
+/// of squared deviations) in f32 and the affine map in f32, rounded once to the input's dtype,
+/// as torch. (candle-nn's fused layer norm takes the variance as E[x²] − mean², which loses
+/// digits when the mean is large against the spread.)
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+/// `nn.LayerNorm(dim, eps)` with `{prefix}.weight`/`.bias`.
+pub(crate) fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: vb.get(dim, "weight")?,
+        bias: vb.get(dim, "bias")?,
+        eps,
+    })
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let mean = xf.mean_keepdim(D::Minus1)?;
+        let centred = xf.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        let weight = self.weight.to_dtype(DType::F32)?;
+        let bias = self.bias.to_dtype(DType::F32)?;
+        normed
+            .broadcast_mul(&weight)?
+            .broadcast_add(&bias)?
+            .to_dtype(dtype)
+    }
+}
+
 /// `F.interpolate(x, size=(h, w), mode="nearest")` on an NCHW tensor, with torch's source index
 /// rule `min(floor(dst · (in / out)), in − 1)` computed in f32 (exact halving when `out = 2·in`).
 pub(crate) fn upsample_nearest(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
@@ -229,6 +266,38 @@ pub(crate) fn apply<M: Module>(m: &M, x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::nearest_indices;
+
+    #[test]
+    fn layer_norm_keeps_digits_when_the_mean_is_large() {
+        use candle_core::{Device, Module, Tensor};
+        // 1000 + a spread of 0.01: E[x²] − mean² in f32 would lose every digit of the variance.
+        let values: Vec<f32> = (0..64)
+            .map(|i| 1000.0 + 0.01 * ((i as f32) * 0.7).sin())
+            .collect();
+        let x = Tensor::from_vec(values.clone(), (1, 64), &Device::Cpu).unwrap();
+        let norm = super::LayerNorm {
+            weight: Tensor::ones(64, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            bias: Tensor::zeros(64, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            eps: 1e-5,
+        };
+        let ours: Vec<f32> = norm
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / 64.0;
+        let var = values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / 64.0;
+        for (o, v) in ours.iter().zip(&values) {
+            let exact = (*v as f64 - mean) / (var + 1e-5).sqrt();
+            assert!((*o as f64 - exact).abs() < 2e-2, "{o} vs {exact}");
+        }
+    }
 
     #[test]
     fn nearest_indices_follow_torch() {
