@@ -234,3 +234,114 @@ fn copy_tree(from: &Path, to: &Path, blobs: &Path) {
         std::fs::copy(&blob, &target).unwrap();
     }
 }
+
+/// A copy of the SD 1.x folder in `dir`, with `unet/diffusion_pytorch_model.safetensors` made
+/// into whatever `corrupt` writes.
+fn broken_copy(dir: &Path, corrupt: impl FnOnce(&Path)) -> String {
+    let root = dir.join("sd1");
+    copy_plain(&data().join("sd1"), &root);
+    corrupt(&root.join("unet"));
+    root.to_string_lossy().into_owned()
+}
+
+fn copy_plain(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_plain(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The UNet's tensors rewritten by `edit` (name → (shape, f32 values)).
+fn rewrite_unet(unet: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<u8>)>)) {
+    let file = unet.join("diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    edit(&mut entries);
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = entries
+        .iter()
+        .map(|(name, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    std::fs::write(&file, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
+}
+
+/// Runs `ddim generate` on a broken folder: exit 1, one line on stderr holding `needle`, no
+/// backtrace, and no PNG written.
+fn refuses(folder: &str, dir: &Path, needle: &str) {
+    let out = ddim(
+        &[
+            "generate",
+            "--model",
+            folder,
+            "--prompt",
+            "x",
+            "--steps",
+            "2",
+            "-o",
+            "never.png",
+        ],
+        dir,
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!dir.join("never.png").exists());
+}
+
+#[test]
+fn broken_weights_are_refused_with_one_line_and_no_image() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pickles only: never read, refused by name.
+    let folder = broken_copy(&dir.path().join("pickle"), |unet| {
+        std::fs::remove_file(unet.join("diffusion_pytorch_model.safetensors")).unwrap();
+        std::fs::write(unet.join("diffusion_pytorch_model.bin"), b"not read").unwrap();
+    });
+    refuses(
+        &folder,
+        dir.path(),
+        "safetensors is needed (pickles are never loaded",
+    );
+    // A truncated file.
+    let folder = broken_copy(&dir.path().join("truncated"), |unet| {
+        let file = unet.join("diffusion_pytorch_model.safetensors");
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    refuses(&folder, dir.path(), "diffusion_pytorch_model.safetensors");
+    // A tensor of the wrong shape, named with both shapes.
+    let folder = broken_copy(&dir.path().join("shape"), |unet| {
+        rewrite_unet(unet, |entries| {
+            let entry = entries
+                .iter_mut()
+                .find(|(n, _, _)| n == "conv_in.weight")
+                .unwrap();
+            let n: usize = entry.1.iter().product();
+            entry.1 = vec![n];
+        });
+    });
+    refuses(&folder, dir.path(), "conv_in.weight");
+    // A tensor missing, named.
+    let folder = broken_copy(&dir.path().join("missing"), |unet| {
+        rewrite_unet(unet, |entries| {
+            entries.retain(|(n, _, _)| n != "conv_out.bias")
+        });
+    });
+    refuses(&folder, dir.path(), "conv_out.bias");
+}

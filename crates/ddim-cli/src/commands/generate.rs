@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use candle_core::{DType, Device};
-use ddim_pipeline::folder::PipelineFolder;
+use ddim_pipeline::folder::{Component, PipelineFolder};
 use ddim_pipeline::{Generated, LoadOptions, Request, StableDiffusion};
 
 use super::sample::{parse_eta, progress_bar};
@@ -55,8 +55,8 @@ pub(crate) struct Args {
     /// Classifier-free guidance scale w; guidance runs when w > 1.
     #[arg(long, default_value_t = 7.5, value_parser = parse_finite)]
     guidance_scale: f32,
-    /// guidance_rescale φ (Lin et al. 2023); 0 is off.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_unit)]
+    /// guidance_rescale φ (Lin et al. 2023): 0 is off, 0.7 the paper's choice.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
     guidance_rescale: f32,
     /// η: 0 is deterministic DDIM, 1 is DDPM-like; its noise comes from the seed.
     #[arg(long, default_value_t = 0.0, value_parser = parse_eta)]
@@ -112,10 +112,10 @@ fn parse_finite(text: &str) -> Result<f32, String> {
     }
 }
 
-fn parse_unit(text: &str) -> Result<f32, String> {
+fn parse_non_negative(text: &str) -> Result<f32, String> {
     match parse_finite(text)? {
-        v if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("must be in [0, 1], got {text}")),
+        v if v >= 0.0 => Ok(v),
+        _ => Err(format!("must be a finite number >= 0, got {text}")),
     }
 }
 
@@ -151,6 +151,13 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
 
     let folder = PipelineFolder::open_or_cached(&args.model, args.revision.as_deref())
         .with_context(|| format!("cannot load --model {}", args.model))?;
+    // The scheduler first: a config it refuses fails before the networks load.
+    let (path, _) = folder.config_text(Component::Scheduler)?;
+    let loaded = ddim::DdimConfig::load_file(&path)?;
+    let mut config = loaded.config;
+    args.overrides.apply(&mut config);
+    let scheduler = args.policy.scheduler(config, args.steps as usize)?;
+
     let options = LoadOptions {
         dtype: args.dtype.dtype(),
         device: Device::Cpu,
@@ -162,9 +169,6 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     for warning in pipe.scheduler_warnings() {
         eprintln!("warning: {warning}");
     }
-    let mut config = pipe.scheduler_config().clone();
-    args.overrides.apply(&mut config);
-    let scheduler = args.policy.scheduler(config, args.steps as usize)?;
 
     let request = Request {
         prompt: args.prompt.clone(),
