@@ -36,6 +36,16 @@ impl FromStr for TimestepsArg {
     }
 }
 
+/// The library's error, with the command line's spelling of the zero-SNR guard's advice.
+pub(crate) fn explain_zero_snr(e: ddim::Error) -> anyhow::Error {
+    match e {
+        ddim::Error::ZeroTerminalSnr { .. } => {
+            anyhow::anyhow!("{e} (here: --prediction-type v_prediction, or --zero-snr-guard off)")
+        }
+        e => e.into(),
+    }
+}
+
 /// The options beyond diffusers.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct PolicyArgs {
@@ -102,13 +112,8 @@ impl PolicyArgs {
             Some(TimestepsArg::Custom(list)) => scheduler.set_timesteps_custom(list),
             _ => scheduler.set_timesteps(steps),
         };
-        match set {
-            Ok(()) => Ok(scheduler),
-            Err(e @ ddim::Error::ZeroTerminalSnr { .. }) => Err(anyhow::anyhow!(
-                "{e} (here: --prediction-type v_prediction, or --zero-snr-guard off)"
-            )),
-            Err(e) => Err(e.into()),
-        }
+        set.map_err(explain_zero_snr)?;
+        Ok(scheduler)
     }
 
     /// How the timesteps were chosen, for titles: `quad spacing`, `custom timesteps` or the

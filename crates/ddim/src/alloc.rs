@@ -41,8 +41,17 @@ mod tests {
     #[test]
     fn an_impossible_size_is_an_error() {
         let err = vec_with_capacity::<f32>(usize::MAX, "betas").unwrap_err();
-        assert!(matches!(err, Error::OutOfMemory { len: usize::MAX, .. }));
-        assert!(err.to_string().starts_with("out of memory: `betas` needs"), "{err}");
+        assert!(matches!(
+            err,
+            Error::OutOfMemory {
+                len: usize::MAX,
+                ..
+            }
+        ));
+        assert!(
+            err.to_string().starts_with("out of memory: `betas` needs"),
+            "{err}"
+        );
         assert_eq!(collect(0..10, 3, "x").unwrap(), [0, 1, 2]);
         assert_eq!(filled(1u8, 2, "x").unwrap(), [1, 1]);
     }

@@ -189,7 +189,9 @@ mod tests {
         assert_eq!(s.betas[999], 1.0);
         assert_eq!(s.alphas_cumprod[999], 0.0);
         // β₀ is unchanged in exact arithmetic; in f32 it moves by a few ulps of 1 − β₀.
-        let default_beta0 = NoiseSchedule::from_config(&DdimConfig::default()).unwrap().betas[0];
+        let default_beta0 = NoiseSchedule::from_config(&DdimConfig::default())
+            .unwrap()
+            .betas[0];
         assert!((s.betas[0] - default_beta0).abs() < 1e-7);
     }
 }

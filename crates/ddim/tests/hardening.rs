@@ -14,7 +14,8 @@ fn launch_threads_never_returns_zero() {
     let mut g = TorchCudaGenerator::new(0, gpu);
     g.randn_window_f32(u64::MAX, 0, &mut []).unwrap();
     let mut out = [0.0f32; 4];
-    g.randn_window_f32(u64::MAX, u64::MAX - 4, &mut out).unwrap();
+    g.randn_window_f32(u64::MAX, u64::MAX - 4, &mut out)
+        .unwrap();
     assert!(out.iter().all(|v| v.is_finite()));
 }
 
@@ -22,14 +23,23 @@ fn launch_threads_never_returns_zero() {
 fn user_sized_allocations_are_errors_not_panics() {
     use ddim::schedule::{alphas_cumprod, cosine_betas, linspace_f32};
     for result in [linspace_f32(0.0, 1.0, usize::MAX), cosine_betas(usize::MAX)] {
-        assert!(matches!(result, Err(Error::OutOfMemory { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::OutOfMemory { .. })),
+            "{result:?}"
+        );
     }
     assert_eq!(alphas_cumprod(&[0.5, 0.5]).unwrap(), [0.5, 0.25]);
     let latents = ddim::rng::randn_latents::<f32, _>(
         &[4, usize::MAX / 8],
         &mut ddim::rng::TorchCpuGenerator::new(0),
     );
-    assert!(matches!(latents, Err(Error::OutOfMemory { what: "latents", .. })));
+    assert!(matches!(
+        latents,
+        Err(Error::OutOfMemory {
+            what: "latents",
+            ..
+        })
+    ));
 }
 
 /// The next scheduled timestep, by a linear scan (the old lookup).

@@ -507,7 +507,9 @@ pub(crate) fn set_key(config: &mut DdimConfig, key: &'static str, value: &Value)
     let boolean = || value.as_bool().ok_or_else(|| wrong("true or false"));
     let count = || {
         // `-0` parses as the float -0.0; Python's json reads it as the integer 0.
-        let minus_zero = value.as_f64().is_some_and(|v| v == 0.0 && v.is_sign_negative());
+        let minus_zero = value
+            .as_f64()
+            .is_some_and(|v| v == 0.0 && v.is_sign_negative());
         value
             .as_u64()
             .or(minus_zero.then_some(0))
