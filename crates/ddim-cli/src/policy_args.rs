@@ -32,7 +32,13 @@ impl FromStr for TimestepsArg {
                     .map_err(|e| format!("`{t}` is not a timestep ({e}); give `quad` or a list"))
             })
             .collect::<Result<Vec<_>, _>>()
-            .map(Self::Custom)
+            .and_then(|list| {
+                // Non-empty and strictly decreasing does not depend on the config: a usage
+                // error here (the config's T is checked when the scheduler is built).
+                ddim::timesteps::check_custom_timesteps(usize::MAX, &list)
+                    .map_err(|e| e.to_string())?;
+                Ok(Self::Custom(list))
+            })
     }
 }
 

@@ -15,6 +15,11 @@ fn version(text: &str) -> (u64, u64, u64) {
     (next(), next(), next())
 }
 
+/// A JSON string's text (`?` for anything else).
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
 fn host() -> String {
     let out = Command::new("rustc").arg("-vV").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
@@ -91,7 +96,11 @@ fn declared_rust_version_covers_every_dependency() {
             let rv = p["rust_version"].as_str()?;
             Some((
                 version(rv),
-                format!("{} {} (rust-version {rv})", p["name"], p["version"]),
+                format!(
+                    "{} {} (rust-version {rv})",
+                    text(&p["name"]),
+                    text(&p["version"])
+                ),
             ))
         })
         .max()
@@ -101,13 +110,14 @@ fn declared_rust_version_covers_every_dependency() {
         let declared = p["rust_version"].as_str().unwrap_or("none");
         eprintln!(
             "{}: declares {declared}; the dependencies need {}",
-            p["name"], needed.1
+            text(&p["name"]),
+            needed.1
         );
         assert!(
             version(declared) >= needed.0,
             "{} declares rust-version {declared}, but {} needs more: raise \
              workspace.package.rust-version in Cargo.toml",
-            p["name"],
+            text(&p["name"]),
             needed.1
         );
     }

@@ -79,7 +79,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             let x0 = &originals[s];
             let latents = ddim_invert(&mixture, inverse, x0, LEVELS[l].0, |_, _| bar.inc(1))?;
             let back = ddim_decode(&mixture, forward, &latents, |_, _| bar.inc(1))?;
-            check_finite(&back, &forward)?;
+            check_finite(&back, forward)?;
             Ok(rms_error(x0, &back)?)
         })
         .collect::<anyhow::Result<_>>()?;

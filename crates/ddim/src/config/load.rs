@@ -483,7 +483,9 @@ fn decreasing_betas(config: &DdimConfig) -> Option<ConfigWarning> {
         config.beta_schedule,
         super::BetaSchedule::Linear | super::BetaSchedule::ScaledLinear
     ) && config.trained_betas.is_none();
-    if !computed || !(config.beta_end < config.beta_start) {
+    let decreasing =
+        config.beta_end.partial_cmp(&config.beta_start) == Some(std::cmp::Ordering::Less);
+    if !computed || !decreasing {
         return None;
     }
     let alpha_bar_zero_at = (config.num_train_timesteps <= DECREASING_BETAS_SCAN_MAX)
