@@ -3,7 +3,7 @@
 //! * A regular file (or a name that does not exist yet) is written atomically: the bytes go to
 //!   a temporary file `.<name>.<pid>.<n>.tmp` in the same folder, are flushed to disk, and the
 //!   temporary file is renamed over the target. A failure at any point (a full disk, a bad
-//!   path, SIGINT/SIGTERM/SIGHUP) leaves either the old file or none, and removes the
+//!   path, SIGINT or SIGTERM) leaves either the old file or none, and removes the
 //!   temporary file. (SIGKILL or a power cut cannot be caught: the temporary file can then
 //!   remain beside the target, which is intact.)
 //! * A symbolic link is followed to the file it names (through chains and dangling links):
@@ -230,7 +230,7 @@ fn pause_for_signal_test() {
 }
 
 /// The temporary files being written now: removed by the signal handler before the process
-/// dies of SIGINT, SIGTERM or SIGHUP.
+/// dies of SIGINT or SIGTERM.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Keeps a temporary file in [`PENDING`] while it is alive.
@@ -253,13 +253,14 @@ impl Drop for PendingTemp {
     }
 }
 
-/// Removes the temporary files of [`PENDING`] when SIGINT, SIGTERM or SIGHUP arrives, then
+/// Removes the temporary files of [`PENDING`] when SIGINT or SIGTERM arrives, then
 /// lets the signal do what it does by default (end the process, exit status 128 + signal).
 /// A thread waits for the signals (`signal-hook`'s iterator, no `unsafe` here).
 #[cfg(unix)]
 pub(crate) fn remove_temporary_files_on_signals() {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+    // Not SIGHUP: under `nohup` it is ignored, and a handler here would undo that.
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return; // Without the handler, a signal leaves the temporary file: documented.
     };
     std::thread::spawn(move || {
