@@ -213,3 +213,33 @@ fn a_config_no_scheduler_can_be_built_from_is_an_error() {
     );
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn decreasing_betas_warn_and_sigma_is_zero_at_eta_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("down.json"),
+        r#"{"beta_start": 0.5, "beta_end": 0.1}"#,
+    )
+    .unwrap();
+    let o = ddim(
+        &["schedule", "--config", "down.json", "-n", "3", "--json"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The warning names where ᾱ reaches 0 (t = 164, as diffusers computes it).
+    assert!(
+        stderr(&o).contains("alpha_bar reaches 0 at t = 164"),
+        "{}",
+        stderr(&o)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = doc["steps"].as_array().unwrap();
+    // ᾱ_t = ᾱ_prev = 0 at t = 666 → 333: diffusers' variance is 0/0, but σ_t = η·… = 0 at η = 0
+    // (it printed NaN, null in JSON).
+    assert_eq!(steps[0]["alpha_bar"], 0.0);
+    assert_eq!(steps[0]["alpha_bar_prev"], 0.0);
+    for step in steps {
+        assert_eq!(step["sigma"], 0.0, "{step}");
+    }
+}
