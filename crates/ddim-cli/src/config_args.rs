@@ -29,13 +29,13 @@ pub(crate) struct ConfigArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct ConfigOverrides {
     /// Override `num_train_timesteps`.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = crate::bounds::train_timesteps)]
     pub(crate) num_train_timesteps: Option<usize>,
     /// Override `beta_start`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::finite_f64, allow_negative_numbers = true)]
     pub(crate) beta_start: Option<f64>,
     /// Override `beta_end`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::finite_f64, allow_negative_numbers = true)]
     pub(crate) beta_end: Option<f64>,
     /// Override `beta_schedule`.
     #[arg(long, value_enum)]
@@ -44,7 +44,7 @@ pub(crate) struct ConfigOverrides {
     #[arg(long, value_enum)]
     pub(crate) spacing: Option<TimestepSpacing>,
     /// Override `steps_offset`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::steps_offset)]
     pub(crate) steps_offset: Option<usize>,
     /// Override `prediction_type`.
     #[arg(long, value_enum)]
@@ -59,16 +59,16 @@ pub(crate) struct ConfigOverrides {
     #[arg(long, value_name = "BOOL")]
     pub(crate) clip_sample: Option<bool>,
     /// Override `clip_sample_range`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::finite_f64, allow_negative_numbers = true)]
     pub(crate) clip_sample_range: Option<f64>,
     /// Override `thresholding`.
     #[arg(long, value_name = "BOOL")]
     pub(crate) thresholding: Option<bool>,
     /// Override `dynamic_thresholding_ratio`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::finite_f64, allow_negative_numbers = true)]
     pub(crate) dynamic_thresholding_ratio: Option<f64>,
     /// Override `sample_max_value`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::finite_f64, allow_negative_numbers = true)]
     pub(crate) sample_max_value: Option<f64>,
 }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod atomic;
+mod bounds;
 mod commands;
 mod config_args;
 mod policy_args;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    atomic::remove_temporary_files_on_signals();
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Schedule(args) => commands::schedule::run(&args, &mut stdout),
@@ -97,12 +99,15 @@ fn usage_error_line(rendered: &str) -> String {
     format!("{} (see --help)", lines.join(" "))
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line (a line break inside a message, e.g. from a model
+/// id given on the command line, is shown escaped as `\n`).
 fn one_line(e: &anyhow::Error) -> String {
     e.chain()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(": ")
+        .replace('\r', "\\r")
+        .replace('\n', "\\n")
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

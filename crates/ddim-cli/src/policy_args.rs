@@ -32,7 +32,23 @@ impl FromStr for TimestepsArg {
                     .map_err(|e| format!("`{t}` is not a timestep ({e}); give `quad` or a list"))
             })
             .collect::<Result<Vec<_>, _>>()
-            .map(Self::Custom)
+            .and_then(|list| {
+                // Non-empty and strictly decreasing does not depend on the config: a usage
+                // error here (the config's T is checked when the scheduler is built).
+                ddim::timesteps::check_custom_timesteps(usize::MAX, &list)
+                    .map_err(|e| e.to_string())?;
+                Ok(Self::Custom(list))
+            })
+    }
+}
+
+/// The library's error, with the command line's spelling of the zero-SNR guard's advice.
+pub(crate) fn explain_zero_snr(e: ddim::Error) -> anyhow::Error {
+    match e {
+        ddim::Error::ZeroTerminalSnr { .. } => {
+            anyhow::anyhow!("{e} (here: --prediction-type v_prediction, or --zero-snr-guard off)")
+        }
+        e => e.into(),
     }
 }
 
@@ -102,13 +118,8 @@ impl PolicyArgs {
             Some(TimestepsArg::Custom(list)) => scheduler.set_timesteps_custom(list),
             _ => scheduler.set_timesteps(steps),
         };
-        match set {
-            Ok(()) => Ok(scheduler),
-            Err(e @ ddim::Error::ZeroTerminalSnr { .. }) => Err(anyhow::anyhow!(
-                "{e} (here: --prediction-type v_prediction, or --zero-snr-guard off)"
-            )),
-            Err(e) => Err(e.into()),
-        }
+        set.map_err(explain_zero_snr)?;
+        Ok(scheduler)
     }
 
     /// How the timesteps were chosen, for titles: `quad spacing`, `custom timesteps` or the

@@ -44,8 +44,10 @@ fn timesteps_flag_takes_quad_or_a_list() {
     let custom = json(&["schedule", "--timesteps", "999,500,3", "--json"]);
     assert_eq!(timesteps(&custom), [999, 500, 3]);
     assert_eq!(custom["steps"][1]["prev_timestep"], 3);
-    let err = runtime_error(&["schedule", "--timesteps", "5,10"]);
-    assert!(err.contains("strictly decreasing"), "{err}");
+    // Not decreasing is wrong whatever the config: a usage error (issue 15).
+    let dir = tempfile::tempdir().unwrap();
+    let o = ddim(&["schedule", "--timesteps", "5,10"], dir.path());
+    common::assert_usage_error(&o, "strictly decreasing");
     let err = runtime_error(&["schedule", "--timesteps", "1000"]);
     assert!(err.contains("outside [0, 1000)"), "{err}");
 }

@@ -241,7 +241,7 @@ fn bad_arguments_exit_2_with_one_error_line() {
         (&["sample", "--steps", "many"], "--steps"),
         (&["sample", "--eta", "-1"], "must be a finite number >= 0"),
         (&["sample", "--dataset", "mnist"], "mnist"),
-        (&["eval", "--seeds", "1"], "at least 2"),
+        (&["eval", "--seeds", "1"], "not in 2..=1000"),
         (&["eval", "--experiment", "fid"], "fid"),
         (&["schedule", "--compare", "zero-snr"], "--plot"),
     ];

@@ -69,10 +69,12 @@ fn schedule_overrides_apply() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["schedule", "--bogus"], "--bogus"),
         (&["schedule", "--spacing", "sideways"], "sideways"),
         (&["frobnicate"], "frobnicate"),
+        // Issue 15: zero steps is an invalid value in every command.
+        (&["schedule", "-n", "0"], "0 is not in 1..=1000000"),
     ];
     for (args, needle) in cases {
         assert_usage_error(&ddim_here(args), needle);
@@ -84,8 +86,8 @@ fn runtime_errors_exit_1_with_one_line() {
     let conflicted = config_path("waifu_conflicted.json");
     let cases: [(&[&str], &str); 4] = [
         (
-            &["schedule", "-n", "0"],
-            "invalid number of inference steps: 0",
+            &["schedule", "-n", "5000"],
+            "invalid number of inference steps: 5000",
         ),
         (
             &["schedule", "--config", "/nonexistent/scheduler_config.json"],

@@ -50,6 +50,8 @@
 //! as `ddim` takes them. The crate prints nothing.
 
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): feature-gated items show the feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 

@@ -5,6 +5,28 @@
 
 use std::path::PathBuf;
 
+/// `x` for a one-line message: as `Display` prints it where that is short (0, and magnitudes
+/// in [1e-5, 1e16)), else in scientific notation: `f64::MIN_POSITIVE` is `2.2250738585072014e-308`,
+/// not 300 digits.
+pub(crate) fn short_float(x: f64) -> String {
+    let m = x.abs();
+    if m == 0.0 || !m.is_finite() || (1e-5..1e16).contains(&m) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// `text` for a one-line message: control characters (a line break in a model id given on a
+/// command line) escaped as Rust writes them (`\n`).
+pub(crate) fn one_line(text: &str) -> String {
+    if text.contains(char::is_control) {
+        text.escape_debug().to_string()
+    } else {
+        text.to_string()
+    }
+}
+
 /// Everything that can go wrong in `ddim`.
 ///
 /// Variants carry the values involved, so callers can react to them without parsing text.
@@ -141,7 +163,7 @@ pub enum Error {
 
     /// A Hugging Face model id is not of the form `name` or `namespace/name` that
     /// huggingface_hub accepts.
-    #[error("invalid model id `{model_id}`: {reason}")]
+    #[error("invalid model id `{}`: {reason}", one_line(.model_id))]
     InvalidModelId {
         /// The id given.
         model_id: String,
@@ -150,7 +172,7 @@ pub enum Error {
     },
 
     /// A revision (branch, tag or commit) would leave the model's cache folder.
-    #[error("invalid revision `{revision}`: {reason}")]
+    #[error("invalid revision `{}`: {reason}", one_line(.revision))]
     InvalidRevision {
         /// The revision given.
         revision: String,
@@ -214,6 +236,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A buffer whose size comes from the caller (`num_train_timesteps`, a step count, a
+    /// shape) cannot be allocated: the machine (or the process's memory limit) cannot hold it.
+    #[error(
+        "out of memory: `{what}` needs {len} values ({bytes} bytes), more than this process \
+         can allocate"
+    )]
+    OutOfMemory {
+        /// The buffer, e.g. `alphas_cumprod`.
+        what: &'static str,
+        /// Its number of values.
+        len: usize,
+        /// Its size in bytes.
+        bytes: u128,
+    },
+
     /// GPU properties with which torch would launch no thread.
     #[error("invalid gpu properties: {multiprocessor_count} multiprocessors with {max_threads_per_multiprocessor} threads each (need at least 1 multiprocessor and 256 threads)")]
     InvalidGpuProperties {
@@ -258,6 +295,7 @@ pub enum Error {
     /// An operation of the tensor framework failed (device errors, out of memory, a device
     /// that lacks an operation).
     #[cfg(feature = "candle")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
     /// With [`StepOptions::check_finite`](crate::StepOptions::check_finite), an input of the

@@ -61,7 +61,10 @@ pub fn skipped_steps(num_inference_steps: usize, strength: f64) -> Result<usize>
     if !(0.0..=1.0).contains(&strength) {
         return Err(Error::InvalidStepOption {
             name: "strength",
-            reason: format!("must be in [0, 1], got {strength}"),
+            reason: format!(
+                "must be in [0, 1], got {}",
+                crate::error::short_float(strength)
+            ),
         });
     }
     // Python's `int(num_inference_steps * strength)`: the product in double, truncated.
@@ -76,7 +79,8 @@ pub fn skipped_steps(num_inference_steps: usize, strength: f64) -> Result<usize>
             requested: num_inference_steps,
             reason: format!(
                 "img2img strength {strength} keeps int({num_inference_steps} * {strength}) = 0 \
-                 of them; it needs at least 1 (strength >= 1/{num_inference_steps})"
+                 of them; it needs at least 1 (strength >= 1/{num_inference_steps})",
+                strength = crate::error::short_float(strength)
             ),
         });
     }
@@ -125,7 +129,8 @@ pub fn img2img_timesteps(scheduler: &DdimScheduler, strength: f64) -> Result<Img
         return Err(Error::InvalidStepCount {
             requested: n,
             reason: format!(
-                "img2img strength {strength} skips {begin_index} of the {} timesteps",
+                "img2img strength {} skips {begin_index} of the {} timesteps",
+                crate::error::short_float(strength),
                 all.len()
             ),
         });

@@ -76,6 +76,8 @@
 //! The library never prints: config warnings are returned ([`ConfigWarning`]).
 
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): feature-gated items show the feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 // No panic paths on user input: no unwrap/expect/panic, no unchecked indexing, no lossy casts.
 #![cfg_attr(
@@ -94,6 +96,7 @@
     )
 )]
 
+mod alloc;
 pub mod backend;
 mod coefficients;
 pub mod config;

@@ -149,7 +149,7 @@ impl DdimScheduler {
     /// `[0, 1]` (diffusers accepts those and produces NaN).
     pub fn new(config: DdimConfig) -> Result<Self> {
         config.validate()?;
-        let schedule = NoiseSchedule::from_config(&config);
+        let schedule = NoiseSchedule::from_config(&config)?;
         if let Some((i, b)) = schedule
             .betas
             .iter()
@@ -177,7 +177,8 @@ impl DdimScheduler {
                     reason: "must be at least 1, got 0".into(),
                 })?
         };
-        let timesteps = (0..config.num_train_timesteps).rev().collect();
+        let t = config.num_train_timesteps;
+        let timesteps = crate::alloc::collect((0..t).rev(), t, "timesteps")?;
         Ok(Self {
             config,
             schedule,
@@ -484,12 +485,15 @@ impl DdimScheduler {
                 Ok(timestep.checked_sub(self.config.num_train_timesteps / n))
             }
             PrevTimestepRule::NextInSchedule => {
-                let i = self.timesteps.iter().position(|&s| s == timestep).ok_or(
-                    Error::TimestepNotScheduled {
+                // The timesteps descend (set_timesteps and check_custom_timesteps ensure
+                // it): a binary search, O(log n) per step rather than a scan.
+                let i = self.timesteps.partition_point(|&s| s > timestep);
+                if self.timesteps.get(i) != Some(&timestep) {
+                    return Err(Error::TimestepNotScheduled {
                         timestep,
                         num_inference_steps: n,
-                    },
-                )?;
+                    });
+                }
                 Ok(self.timesteps.get(i + 1).copied())
             }
         }

@@ -17,6 +17,7 @@
 //! Beyond diffusers: [`quad_timesteps`] (the DDIM paper's quadratic spacing) and
 //! [`check_custom_timesteps`] (for [`DdimScheduler::set_timesteps_custom`](crate::DdimScheduler::set_timesteps_custom)).
 
+use crate::alloc;
 use crate::config::TimestepSpacing;
 use crate::error::{Error, Result};
 
@@ -81,24 +82,22 @@ pub fn diffusers_timesteps(
                         i64::MAX - top
                     ),
                 })?;
-            Ok((0..n_i64).rev().map(|i| i * ratio + offset).collect())
+            alloc::collect((0..n_i64).rev().map(|i| i * ratio + offset), n, "timesteps")
         }
         TimestepSpacing::Linspace => {
             if n == 1 {
                 return Ok(vec![0]);
             }
             let step = (t - 1) as f64 / (n - 1) as f64;
-            Ok((0..n)
-                .rev()
-                .map(|i| {
-                    let v = if i == n - 1 {
-                        (t - 1) as f64
-                    } else {
-                        i as f64 * step + 0.0
-                    };
-                    round_to_i64(v)
-                })
-                .collect())
+            let values = (0..n).rev().map(|i| {
+                let v = if i == n - 1 {
+                    (t - 1) as f64
+                } else {
+                    i as f64 * step + 0.0
+                };
+                round_to_i64(v)
+            });
+            alloc::collect(values, n, "timesteps")
         }
         TimestepSpacing::Trailing => {
             let ratio = t as f64 / n as f64;
@@ -107,16 +106,15 @@ pub fn diffusers_timesteps(
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let len = ((0.0 - start) / -ratio).ceil() as usize;
             let delta = (start + -ratio) - start;
-            Ok((0..len)
-                .map(|i| {
-                    let v = if i == 0 {
-                        start
-                    } else {
-                        start + i as f64 * delta
-                    };
-                    round_to_i64(v) - 1
-                })
-                .collect())
+            let values = (0..len).map(|i| {
+                let v = if i == 0 {
+                    start
+                } else {
+                    start + i as f64 * delta
+                };
+                round_to_i64(v) - 1
+            });
+            alloc::collect(values, len, "timesteps")
         }
     }
 }
@@ -172,9 +170,11 @@ pub fn inference_timesteps(
             return Err(outside(first));
         }
     }
-    raw.into_iter()
-        .map(|t| usize::try_from(t).map_err(|_| outside(t)))
-        .collect()
+    let mut out = alloc::vec_with_capacity(raw.len(), "timesteps")?;
+    for t in raw {
+        out.push(usize::try_from(t).map_err(|_| outside(t))?);
+    }
+    Ok(out)
 }
 
 /// The DDIM paper's quadratic spacing (`skip_type = "quad"` in the authors' code), exactly `n`
@@ -221,7 +221,7 @@ pub fn quad_timesteps(
     }
     let stop = (num_train_timesteps as f64 * 0.8).sqrt();
     let step = if n > 1 { stop / (n - 1) as f64 } else { 0.0 };
-    let mut out: Vec<usize> = Vec::with_capacity(n);
+    let mut out: Vec<usize> = alloc::vec_with_capacity(n, "timesteps")?;
     for i in 0..n {
         let x = if n > 1 && i == n - 1 {
             stop

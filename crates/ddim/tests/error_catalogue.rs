@@ -283,6 +283,13 @@ fn rng_call(name: &str) -> Result<(), Error> {
             s.step_with_generator(&m, 980, &x, &o, &mut TorchCpuGenerator::new(0))
                 .map(drop)
         }
+        "randn-latents-2^62-values" => {
+            randn_latents::<f32, _>(&[1, 1 << 62], &mut TorchCpuGenerator::new(0)).map(drop)
+        }
+        "linspace-usize-max" => ddim::schedule::linspace_f32(0.0, 1.0, usize::MAX).map(drop),
+        "img2img-skipped-min-positive" => {
+            ddim::img2img::skipped_steps(3, f64::MIN_POSITIVE).map(drop)
+        }
         "gpu-properties-0-sm" => GpuProperties::new(0, 2048).map(drop),
         "gpu-properties-128-threads" => GpuProperties::new(132, 128).map(drop),
         "cuda-window-past-numel" => {
@@ -305,6 +312,9 @@ fn hub_call(name: &str) -> Result<(), Error> {
         "hub-model-id-dashes" => find_scheduler_config(&absent, "org--x/model", None).map(drop),
         "hub-revision-dotdot" => {
             find_scheduler_config(&absent, "org/model", Some("../../etc")).map(drop)
+        }
+        "hub-model-id-newline" => {
+            find_scheduler_config(&absent, "org/name\nsecond line", None).map(drop)
         }
         "hub-no-cache-folder" => find_scheduler_config(&[], "org/model", None).map(drop),
         "hub-absent-folder" => find_scheduler_config(&absent, "org/model", None).map(drop),

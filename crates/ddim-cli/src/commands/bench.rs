@@ -21,10 +21,10 @@ pub(crate) struct Args {
     #[arg(long)]
     quick: bool,
     /// Seconds of timing per row (step and copy, measured alternately).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::bounds::seconds, allow_negative_numbers = true)]
     seconds: f64,
     /// Also write the results as JSON to this file.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = crate::atomic::parse_output)]
     json: Option<PathBuf>,
 }
 

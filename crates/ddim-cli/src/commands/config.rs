@@ -13,9 +13,10 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let config = args.config.load_and_warn()?;
-    if let Err(e) = ddim::DdimScheduler::new(config.clone()) {
-        eprintln!("warning: no scheduler can be built from this config: {e}");
-    }
+    // A config no scheduler can be built from is an error (exit 1), not a warning: it
+    // would fail in every command that uses it.
+    ddim::DdimScheduler::new(config.clone())
+        .map_err(|e| anyhow::anyhow!("no scheduler can be built from this config: {e}"))?;
     out.write_all(config.to_json_string().as_bytes())?;
     Ok(())
 }

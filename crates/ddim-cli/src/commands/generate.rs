@@ -11,7 +11,7 @@ use candle_core::{DType, Device};
 use ddim_pipeline::folder::{Component, PipelineFolder};
 use ddim_pipeline::{Generated, LoadOptions, Request, StableDiffusion};
 
-use super::sample::{parse_eta, progress_bar};
+use super::sample::progress_bar;
 use crate::config_args::ConfigOverrides;
 use crate::policy_args::PolicyArgs;
 
@@ -50,8 +50,8 @@ pub(crate) struct Args {
     #[arg(long)]
     negative_prompt: Option<String>,
     /// Number of inference steps (num_inference_steps).
-    #[arg(long, short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    steps: u32,
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = crate::bounds::steps)]
+    steps: usize,
     /// Classifier-free guidance scale w; guidance runs when w > 1.
     #[arg(long, default_value_t = 7.5, value_parser = parse_finite)]
     guidance_scale: f32,
@@ -59,7 +59,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
     guidance_rescale: f32,
     /// η: 0 is deterministic DDIM, 1 is DDPM-like; its noise comes from the seed.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_eta)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::bounds::eta)]
     eta: f32,
     /// Seed of torch.Generator("cpu").manual_seed(seed), handed to the pipeline.
     #[arg(long, default_value_t = 0)]
@@ -75,10 +75,10 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     num_images_per_prompt: u16,
     /// The PNG to write; with several images, NAME-0.png, NAME-1.png, ….
-    #[arg(long, short = 'o', default_value = "ddim-generate.png")]
+    #[arg(long, short = 'o', default_value = "ddim-generate.png", value_parser = crate::atomic::parse_output)]
     output: PathBuf,
     /// Also write the final latents (f32, B×C×h×w, tensor `latents`) as safetensors.
-    #[arg(long, value_name = "FILE.safetensors")]
+    #[arg(long, value_name = "FILE.safetensors", value_parser = crate::atomic::parse_output)]
     latents_out: Option<PathBuf>,
     /// img2img: start from this image (PNG or JPEG) instead of pure noise.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["height", "width", "invert"])]
@@ -156,7 +156,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let loaded = ddim::DdimConfig::load_file(&path)?;
     let mut config = loaded.config;
     args.overrides.apply(&mut config);
-    let scheduler = args.policy.scheduler(config, args.steps as usize)?;
+    let scheduler = args.policy.scheduler(config, args.steps)?;
 
     let options = LoadOptions {
         dtype: args.dtype.dtype(),

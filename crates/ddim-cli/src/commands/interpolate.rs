@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ddim::DdimScheduler;
+use ddim::{DdimScheduler, ZeroSnrGuard};
 use ddim_exact::ddim_decode;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -18,6 +18,7 @@ use super::invert::{image_size, parse_image_dataset, write_picture};
 use super::plot;
 use super::sample::{check_finite, progress_bar, sampling_rng};
 use crate::config_args::ConfigArgs;
+use crate::policy_args::explain_zero_snr;
 
 /// Arguments of `ddim interpolate`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +29,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
     /// Number of inference steps.
-    #[arg(long, short = 'n', default_value_t = 50)]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = crate::bounds::steps)]
     steps: usize,
     /// Seed of the first latent (the same x_T as `ddim sample --seed`'s first sample).
     #[arg(long, default_value_t = 0)]
@@ -39,8 +40,17 @@ pub(crate) struct Args {
     /// Number of frames, both ends included (2 to 32).
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u16).range(2..=32))]
     frames: u16,
+    /// `refuse`: stop before sampling when epsilon prediction meets ᾱ_t = 0 (zero terminal
+    /// SNR), naming the fix; `off`: run anyway, as diffusers (x̂₀ is ±∞ there).
+    #[arg(long, value_enum, default_value_t = ZeroSnrGuard::Refuse)]
+    zero_snr_guard: ZeroSnrGuard,
     /// The PNG to write.
-    #[arg(long, short = 'o', default_value = "ddim-interpolate.png")]
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "ddim-interpolate.png",
+        value_parser = crate::atomic::parse_output
+    )]
     output: PathBuf,
 }
 
@@ -62,10 +72,13 @@ fn norm(x: &[f32]) -> f64 {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::atomic::check_writable(&args.output)?;
     let config = args.config.load_and_warn()?;
     let (width, height) = image_size(args.dataset)?;
-    let mut scheduler = DdimScheduler::new(config)?;
-    scheduler.set_timesteps(args.steps)?;
+    let mut scheduler = DdimScheduler::new(config)?.with_zero_snr_guard(args.zero_snr_guard);
+    scheduler
+        .set_timesteps(args.steps)
+        .map_err(explain_zero_snr)?;
     let mixture = args.dataset.mixture();
     let dim = mixture.dim();
     let seed2 = args.seed2.unwrap_or(args.seed.wrapping_add(1));
@@ -93,8 +106,8 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let decoded_s = ddim_decode(&mixture, &scheduler, &spherical, |_, _| bar.inc(1))?;
     let decoded_l = ddim_decode(&mixture, &scheduler, &linear, |_, _| bar.inc(1))?;
     bar.finish_and_clear();
-    check_finite(&decoded_s, scheduler.config())?;
-    check_finite(&decoded_l, scheduler.config())?;
+    check_finite(&decoded_s, &scheduler)?;
+    check_finite(&decoded_l, &scheduler)?;
 
     let c = scheduler.config();
     let settings = format!(

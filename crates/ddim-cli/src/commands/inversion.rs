@@ -21,7 +21,7 @@ use ddim_exact::{ddim_decode, ddim_invert, rms_error, Dataset, InversionLevel};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::eval::Args;
+use super::experiment::{write_chart, Args};
 use super::plot;
 use super::report::{spread, spread_points, summary_json, write_json, write_steps_header};
 use super::sample::{check_finite, evaluation_rng, progress_bar};
@@ -79,7 +79,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
             let x0 = &originals[s];
             let latents = ddim_invert(&mixture, inverse, x0, LEVELS[l].0, |_, _| bar.inc(1))?;
             let back = ddim_decode(&mixture, forward, &latents, |_, _| bar.inc(1))?;
-            check_finite(&back, forward.config())?;
+            check_finite(&back, forward)?;
             Ok(rms_error(x0, &back)?)
         })
         .collect::<anyhow::Result<_>>()?;
@@ -146,5 +146,5 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         // The error falls with S: the upper right stays empty.
         legend: plotters::chart::SeriesLabelPosition::UpperRight,
     };
-    super::eval::write_chart(args, &chart, elapsed, out)
+    write_chart(args, &chart, elapsed, out)
 }

@@ -5,12 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ddim::{DdimInverseScheduler, DdimScheduler};
+use ddim::{DdimInverseScheduler, DdimScheduler, ZeroSnrGuard};
 use ddim_exact::{ddim_decode, ddim_invert, rms_error, Dataset, InversionLevel, Layout};
 
 use super::plot;
 use super::sample::{check_finite, progress_bar, sampling_rng};
 use crate::config_args::ConfigArgs;
+use crate::policy_args::explain_zero_snr;
 
 /// Where the exact model is evaluated inside an inverse step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,7 +40,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     config: ConfigArgs,
     /// Number of inference steps (of the inversion, and of the decoding).
-    #[arg(long, short = 'n', default_value_t = 50)]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = crate::bounds::steps)]
     steps: usize,
     /// Seed of the exact samples that are inverted.
     #[arg(long, default_value_t = 0)]
@@ -50,8 +51,17 @@ pub(crate) struct Args {
     /// Where the model is evaluated inside an inverse step.
     #[arg(long, value_enum, default_value_t = Level::Source)]
     level: Level,
+    /// `refuse`: stop before sampling when epsilon prediction meets ᾱ_t = 0 (zero terminal
+    /// SNR), naming the fix; `off`: run anyway, as diffusers (x̂₀ is ±∞ there).
+    #[arg(long, value_enum, default_value_t = ZeroSnrGuard::Refuse)]
+    zero_snr_guard: ZeroSnrGuard,
     /// The PNG to write.
-    #[arg(long, short = 'o', default_value = "ddim-invert.png")]
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "ddim-invert.png",
+        value_parser = crate::atomic::parse_output
+    )]
     output: PathBuf,
 }
 
@@ -104,11 +114,14 @@ fn moments(x: &[f32]) -> (f64, f64) {
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::atomic::check_writable(&args.output)?;
     let config = args.config.load_and_warn()?;
     let (width, height) = image_size(args.dataset)?;
-    let mut forward = DdimScheduler::new(config)?;
-    forward.set_timesteps(args.steps)?;
-    let inverse = DdimInverseScheduler::matching(&forward)?;
+    let mut forward = DdimScheduler::new(config)?.with_zero_snr_guard(args.zero_snr_guard);
+    forward
+        .set_timesteps(args.steps)
+        .map_err(explain_zero_snr)?;
+    let inverse = DdimInverseScheduler::matching(&forward).map_err(explain_zero_snr)?;
     let mixture = args.dataset.mixture();
     let count = usize::from(args.count);
     let x0 = mixture.sample(count, &mut sampling_rng(args.seed));
@@ -117,10 +130,10 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let latents = ddim_invert(&mixture, &inverse, &x0, args.level.exact(), |_, _| {
         bar.inc(1);
     })?;
-    check_finite(&latents, forward.config())?;
+    check_finite(&latents, &forward)?;
     let back = ddim_decode(&mixture, &forward, &latents, |_, _| bar.inc(1))?;
     bar.finish_and_clear();
-    check_finite(&back, forward.config())?;
+    check_finite(&back, &forward)?;
     let error = rms_error(&x0, &back)?;
     let (mean, std) = moments(&latents);
 

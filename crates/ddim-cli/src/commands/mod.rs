@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod eval;
+pub(crate) mod experiment;
 pub(crate) mod generate;
 pub(crate) mod interpolate;
 pub(crate) mod inversion;
@@ -12,4 +13,5 @@ pub(crate) mod prev_timestep;
 pub(crate) mod report;
 pub(crate) mod sample;
 pub(crate) mod schedule;
+pub(crate) mod table;
 pub(crate) mod zero_snr;

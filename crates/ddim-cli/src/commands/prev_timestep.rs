@@ -24,8 +24,9 @@ use ddim_exact::{ddim_sample, Dataset};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::eval::{mean_std, write_chart, Args};
+use super::experiment::{write_chart, Args};
 use super::plot;
+use super::report::mean_std;
 use super::report::{evaluators, sample_checked, spread, summary_json, write_json};
 use super::sample::{progress_bar, sampling_rng};
 use crate::policy_args::PolicyArgs;

@@ -10,7 +10,6 @@ use ddim_exact::{ddim_sample, Evaluator, GaussianMixture, Metrics};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
-use super::eval::mean_std;
 use super::sample::{check_finite, evaluation_rng, sampling_rng};
 
 /// `n` samples drawn with `eta` from `seed`'s x_T, one tick of `bar` per step, refused with
@@ -31,7 +30,7 @@ pub(crate) fn sample_checked(
         &mut sampling_rng(seed),
         |_, _| bar.inc(1),
     )?;
-    check_finite(&x, scheduler.config())?;
+    check_finite(&x, scheduler)?;
     Ok(x)
 }
 
@@ -94,4 +93,12 @@ pub(crate) fn write_json(out: &mut impl Write, doc: &serde_json::Value) -> anyho
     serde_json::to_writer_pretty(&mut *out, doc)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// Mean and sample standard deviation.
+pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
 }

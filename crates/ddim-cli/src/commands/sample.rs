@@ -24,29 +24,25 @@ pub(crate) struct Args {
     #[command(flatten)]
     policy: PolicyArgs,
     /// Number of inference steps.
-    #[arg(long, short = 'n', default_value_t = 50)]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = crate::bounds::steps)]
     steps: usize,
     /// η: 0 is deterministic DDIM, 1 is DDPM-like ancestral sampling.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_eta, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::bounds::eta, allow_negative_numbers = true)]
     eta: f32,
     /// Seed of the initial noise, the η noise and the reference samples.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Number of samples (and of exact reference samples for the metrics).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::bounds::samples)]
     samples: usize,
     /// The PNG to write.
-    #[arg(long, short = 'o', default_value = "ddim-sample.png")]
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "ddim-sample.png",
+        value_parser = crate::atomic::parse_output
+    )]
     output: PathBuf,
-}
-
-/// Parses η: a finite number ≥ 0.
-pub(crate) fn parse_eta(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
-        Ok(eta) if eta.is_finite() && eta >= 0.0 => Ok(eta),
-        Ok(_) => Err(format!("must be a finite number >= 0, got {text}")),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// The generator of the initial noise and the η noise for `seed`.
@@ -94,7 +90,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     let sampling = sampling.elapsed();
     bar.finish_and_clear();
-    check_finite(&samples, scheduler.config())?;
+    check_finite(&samples, &scheduler)?;
 
     let mut rng = evaluation_rng(args.seed);
     let evaluator = Evaluator::new(&mixture, args.samples, &mut rng);
@@ -171,19 +167,65 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails when a sample is NaN or infinite, explaining the usual cause: ε-prediction on a
-/// zero-terminal-SNR schedule recovers x̂₀ = (x_t − √(1 − ᾱ)·ε̂)/√ᾱ with ᾱ_{T−1} = 0.
-pub(crate) fn check_finite(samples: &[f32], config: &ddim::DdimConfig) -> anyhow::Result<()> {
+/// Fails when a sample is NaN or infinite, naming the first timestep of the schedule where a
+/// step's scalars break down and why (see [`degenerate_step`]).
+pub(crate) fn check_finite(samples: &[f32], scheduler: &ddim::DdimScheduler) -> anyhow::Result<()> {
     if samples.iter().all(|v| v.is_finite()) {
         return Ok(());
     }
-    if config.rescale_betas_zero_snr && config.prediction_type == ddim::PredictionType::Epsilon {
-        anyhow::bail!(
-            "samples are not finite: with rescale_betas_zero_snr, ᾱ at t = T−1 is 0 and \
-             epsilon prediction cannot recover x̂₀ there; use --prediction-type v_prediction"
-        );
+    match degenerate_step(scheduler) {
+        Some(cause) => anyhow::bail!("samples are not finite (NaN or infinity): {cause}"),
+        None => anyhow::bail!(
+            "samples are not finite (NaN or infinity), although every step's coefficients are \
+             finite: the model's output or the noise overflowed f32"
+        ),
     }
-    anyhow::bail!("samples are not finite (NaN or infinity) with this config")
+}
+
+/// The first scheduled step whose scalars make a step non-finite, described: ᾱ_t = 0 under
+/// epsilon prediction (x̂₀ = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t divides by 0), or a non-finite
+/// coefficient (e.g. ᾱ_t = ᾱ_prev = 0, where diffusers' variance is 0/0).
+pub(crate) fn degenerate_step(scheduler: &ddim::DdimScheduler) -> Option<String> {
+    let config = scheduler.config();
+    let why_zero = if config.rescale_betas_zero_snr {
+        "rescale_betas_zero_snr sets the last ᾱ to 0: zero terminal snr"
+    } else {
+        "the betas drive ᾱ to 0: the product of the 1 − β underflows f32, or a β is 1"
+    };
+    let show = |x: f32| {
+        if x == 0.0 {
+            "0".to_string()
+        } else {
+            format!("{x:e}")
+        }
+    };
+    for &t in scheduler.timesteps() {
+        let Ok(c) = scheduler.step_coefficients(t, 0.0) else {
+            continue;
+        };
+        if c.alpha_prod_t == 0.0 && config.prediction_type == ddim::PredictionType::Epsilon {
+            return Some(format!(
+                "at timestep {t}, ᾱ_t = 0 ({why_zero}) and epsilon prediction divides by \
+                 √ᾱ_t = 0; use --prediction-type v_prediction (with a model trained for it), \
+                 or a schedule whose ᾱ stays above 0"
+            ));
+        }
+        let scalars = [c.alpha_prod_t, c.alpha_prod_t_prev, c.variance, c.direction];
+        if scalars.iter().any(|v| !v.is_finite()) {
+            return Some(format!(
+                "at timestep {t} (to {}), ᾱ_t = {} and ᾱ_prev = {} make diffusers' variance \
+                 (1 − ᾱ_prev)/(1 − ᾱ_t)·(1 − ᾱ_t/ᾱ_prev) = {} and the direction coefficient {} \
+                 ({why_zero})",
+                c.prev_timestep
+                    .map_or_else(|| "the final ᾱ".to_string(), |p| p.to_string()),
+                show(c.alpha_prod_t),
+                show(c.alpha_prod_t_prev),
+                c.variance,
+                c.direction
+            ));
+        }
+    }
+    None
 }
 
 /// The metrics beside their noise floor, one per line.

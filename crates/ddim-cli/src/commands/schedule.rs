@@ -17,16 +17,16 @@ pub(crate) struct Args {
     #[command(flatten)]
     policy: PolicyArgs,
     /// Number of inference steps.
-    #[arg(long, short = 'n', default_value_t = 50)]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = crate::bounds::steps)]
     steps: usize,
     /// η of the σ_t column (0 = deterministic DDIM).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::bounds::eta, allow_negative_numbers = true)]
     eta: f32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
     /// Also draw log-SNR against t, with the inference timesteps marked, to this PNG.
-    #[arg(long, value_name = "PNG")]
+    #[arg(long, value_name = "PNG", value_parser = crate::atomic::parse_output)]
     plot: Option<PathBuf>,
     /// Another curve for --plot: `zero-snr` (this config rescaled to zero terminal SNR) or a
     /// scheduler_config.json path. Repeatable.
@@ -41,6 +41,16 @@ struct Row {
 }
 
 impl Row {
+    /// σ_t: exactly 0 at η = 0, also where diffusers' variance is 0/0 = NaN (ᾱ_t = ᾱ_prev =
+    /// 0, or ᾱ_t = 1), which its `eta * variance ** 0.5` turns into NaN.
+    fn sigma(&self, eta: f32) -> f32 {
+        if eta == 0.0 {
+            0.0
+        } else {
+            self.coefficients.std_dev_t
+        }
+    }
+
     /// log-SNR = ln(ᾱ/(1 − ᾱ)), computed in f64 (−∞ at ᾱ = 0).
     fn log_snr(&self) -> f64 {
         let a = f64::from(self.coefficients.alpha_prod_t);
@@ -127,7 +137,7 @@ fn write_table(
             prev,
             k.alpha_prod_t,
             k.alpha_prod_t_prev,
-            k.std_dev_t,
+            row.sigma(args.eta),
             row.log_snr()
         )?;
     }
@@ -151,7 +161,7 @@ fn write_json(
                 "prev_timestep": k.prev_timestep,
                 "alpha_bar": k.alpha_prod_t,
                 "alpha_bar_prev": k.alpha_prod_t_prev,
-                "sigma": finite(f64::from(k.std_dev_t)),
+                "sigma": finite(f64::from(row.sigma(args.eta))),
                 "log_snr": finite(row.log_snr()),
             })
         })

@@ -21,8 +21,9 @@ use ddim_exact::Dataset;
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::eval::{mean_std, Args};
+use super::experiment::{write_chart, Args};
 use super::plot;
+use super::report::mean_std;
 use super::report::{sample_checked, spread_points, summary_json, write_json, write_steps_header};
 use super::sample::{evaluation_rng, progress_bar};
 
@@ -206,7 +207,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         // The reference arm sits at 0 on top; the others lie below it.
         legend: plotters::chart::SeriesLabelPosition::LowerRight,
     };
-    super::eval::write_chart(args, &chart, elapsed, out)
+    write_chart(args, &chart, elapsed, out)
 }
 
 /// One markdown row: the label, then `mean ± std` over seeds for each step count.

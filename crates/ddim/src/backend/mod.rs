@@ -13,8 +13,10 @@
 //! measured differences per backend and dtype.
 
 #[cfg(feature = "candle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod candle;
 #[cfg(feature = "ndarray")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ndarray")))]
 pub mod ndarray;
 
 /// Per-call settings of a backend's `step`; `N` is the backend's noise argument (an array

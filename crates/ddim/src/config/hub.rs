@@ -293,7 +293,8 @@ fn find_in(
     let ref_name = format!("{folder}/refs/{revision}");
     let is_ref = ref_file.is_file();
     let commit = if is_ref {
-        let text = std::fs::read_to_string(&ref_file)
+        // A ref holds a 40-character hash; 4 kB is plenty and bounds the read.
+        let text = super::load::read_capped(&ref_file, 4096)
             .map_err(|e| format!("cannot read {ref_name}: {e}"))?;
         let commit = text.trim().to_owned();
         let valid = !commit.is_empty()

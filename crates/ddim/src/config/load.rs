@@ -58,6 +58,18 @@ pub enum ConfigWarning {
         /// The file's `_class_name`.
         class_name: String,
     },
+    /// `beta_end < beta_start` with a linear or scaled-linear schedule: β decreases with t,
+    /// unlike every published schedule. diffusers accepts it (so does DDIM); a large
+    /// `beta_start` can drive ᾱ to 0 long before `T`, where ε-prediction divides by 0.
+    DecreasingBetas {
+        /// `beta_start` as the file writes it.
+        beta_start: String,
+        /// `beta_end` as the file writes it.
+        beta_end: String,
+        /// The first t where ᾱ_t is 0 in f32, if it reaches 0 (`None` when it stays above 0,
+        /// or when `T` is too large to compute the schedule at load time).
+        alpha_bar_zero_at: Option<usize>,
+    },
 }
 
 impl fmt::Display for ConfigWarning {
@@ -80,6 +92,25 @@ impl fmt::Display for ConfigWarning {
                  DDIM-compatible schedulers were recognised",
                 super::DIFFUSERS_VERSION
             ),
+            Self::DecreasingBetas {
+                beta_start,
+                beta_end,
+                alpha_bar_zero_at,
+            } => {
+                write!(
+                    f,
+                    "betas decrease (beta_start {beta_start} > beta_end {beta_end}), unlike \
+                     published schedules; diffusers accepts it"
+                )?;
+                match alpha_bar_zero_at {
+                    Some(t) => write!(
+                        f,
+                        ": alpha_bar reaches 0 at t = {t} and stays 0, where epsilon \
+                         prediction divides by sqrt(alpha_bar) = 0"
+                    ),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -179,11 +210,37 @@ fn resolve_config_file(path: &Path) -> Result<PathBuf> {
 /// text and the name errors give it.
 pub(crate) fn read_config_file(path: &Path) -> Result<(String, String)> {
     let file = resolve_config_file(path)?;
-    let text = std::fs::read_to_string(&file).map_err(|e| Error::ConfigIo {
+    let text = read_capped(&file, CONFIG_MAX_BYTES).map_err(|e| Error::ConfigIo {
         path: file.clone(),
         reason: e.to_string(),
     })?;
     Ok((text, file.display().to_string()))
+}
+
+/// The most bytes a config file may hold: 16 MiB. Real scheduler configs hold about 1 kB
+/// (`trained_betas` for T = 1000 about 25 kB); the cap keeps `--config /dev/zero` (or any
+/// endless stream) from reading until memory runs out.
+pub const CONFIG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The UTF-8 text of `path`, refusing a file (or stream) of more than `cap` bytes without
+/// reading past the cap.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::other(format!(
+            "more than {cap} bytes, the most a config file may hold"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// The `Error::ConfigParse` of `source_name` with `reason`.
@@ -407,10 +464,38 @@ fn extract(input: &Map<String, Value>, source_name: &str) -> Result<LoadedConfig
         warnings.insert(0, ConfigWarning::UnexpectedKeys { keys });
     }
     config.extra = extra_keys(original, &expected, "DDIMScheduler");
+    if let Some(warning) = decreasing_betas(&config) {
+        warnings.push(warning);
+    }
     Ok(LoadedConfig {
         config,
         warnings,
         defaulted_keys,
+    })
+}
+
+/// The largest `T` for which loading computes the schedule to say where ᾱ reaches 0.
+const DECREASING_BETAS_SCAN_MAX: usize = 10_000_000;
+
+/// [`ConfigWarning::DecreasingBetas`] for a linear or scaled-linear config whose β decrease.
+fn decreasing_betas(config: &DdimConfig) -> Option<ConfigWarning> {
+    let computed = matches!(
+        config.beta_schedule,
+        super::BetaSchedule::Linear | super::BetaSchedule::ScaledLinear
+    ) && config.trained_betas.is_none();
+    let decreasing =
+        config.beta_end.partial_cmp(&config.beta_start) == Some(std::cmp::Ordering::Less);
+    if !computed || !decreasing {
+        return None;
+    }
+    let alpha_bar_zero_at = (config.num_train_timesteps <= DECREASING_BETAS_SCAN_MAX)
+        .then(|| crate::schedule::NoiseSchedule::from_config(config).ok())
+        .flatten()
+        .and_then(|s| s.alphas_cumprod.iter().position(|&a| a == 0.0));
+    Some(ConfigWarning::DecreasingBetas {
+        beta_start: super::python_json::python_float_repr(config.beta_start),
+        beta_end: super::python_json::python_float_repr(config.beta_end),
+        alpha_bar_zero_at,
     })
 }
 
@@ -423,8 +508,13 @@ pub(crate) fn set_key(config: &mut DdimConfig, key: &'static str, value: &Value)
     let float = || value.as_f64().ok_or_else(|| wrong("a number"));
     let boolean = || value.as_bool().ok_or_else(|| wrong("true or false"));
     let count = || {
+        // `-0` parses as the float -0.0; Python's json reads it as the integer 0.
+        let minus_zero = value
+            .as_f64()
+            .is_some_and(|v| v == 0.0 && v.is_sign_negative());
         value
             .as_u64()
+            .or(minus_zero.then_some(0))
             .and_then(|v| usize::try_from(v).ok())
             .ok_or_else(|| wrong("a non-negative integer"))
     };

@@ -92,7 +92,11 @@ impl GpuProperties {
     /// Threads launched for `numel` values: 256 · min(⌈numel/256⌉, SMs · blocks per SM).
     pub fn launch_threads(&self, numel: u64) -> u64 {
         let block = u64::from(Self::BLOCK_SIZE);
-        (numel.div_ceil(block) * block).min(self.max_threads())
+        // Saturating: near u64::MAX the rounded-up count would wrap to 0 threads.
+        numel
+            .div_ceil(block)
+            .saturating_mul(block)
+            .min(self.max_threads())
     }
 }
 
@@ -239,7 +243,8 @@ impl TorchCudaGenerator {
         let Some((threads, base)) = self.launch(numel, 4) else {
             return;
         };
-        for (i, v) in (start..).zip(out.iter_mut()) {
+        // `out` first: the zip then stops before `start..` steps past u64::MAX.
+        for (v, i) in out.iter_mut().zip(start..) {
             let (t, q) = (i % threads, i / threads);
             let x = self.curand4(base, q / 4, t);
             let ii = q % 4;

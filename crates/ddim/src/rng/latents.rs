@@ -34,13 +34,18 @@ fn numel_and_batch(shape: &[usize]) -> Result<(usize, usize)> {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidShape`] for an empty shape or one whose size overflows `usize`.
+/// [`Error::InvalidShape`] for an empty shape or one whose size overflows `usize`;
+/// [`Error::OutOfMemory`] when the latents cannot be allocated.
 pub fn randn_latents<T: RandnElement, G: NoiseGenerator + ?Sized>(
     shape: &[usize],
     generator: &mut G,
 ) -> Result<Vec<T>> {
     let (numel, _) = numel_and_batch(shape)?;
-    let mut out = vec![T::from_compute(<T::Compute as crate::element::Compute>::ZERO); numel];
+    let mut out = crate::alloc::filled(
+        T::from_compute(<T::Compute as crate::element::Compute>::ZERO),
+        numel,
+        "latents",
+    )?;
     T::fill_randn(generator, &mut out);
     Ok(out)
 }
@@ -67,7 +72,11 @@ pub fn randn_latents_per_item<T: RandnElement, G: NoiseGenerator>(
     generators: &mut [G],
 ) -> Result<Vec<T>> {
     let (numel, batch) = numel_and_batch(shape)?;
-    let mut out = vec![T::from_compute(<T::Compute as crate::element::Compute>::ZERO); numel];
+    let mut out = crate::alloc::filled(
+        T::from_compute(<T::Compute as crate::element::Compute>::ZERO),
+        numel,
+        "latents",
+    )?;
     fill_per_item(&mut out, batch, generators)?;
     Ok(out)
 }
