@@ -8,6 +8,10 @@
 //! vectorisable loop. Large buffers are split into chunks run on rayon's pool; each element is
 //! computed by the same code either way, so the result is bit-identical to one thread.
 
+mod in_place;
+
+pub(crate) use in_place::{ddim_update_in_place, ddim_update_thresholded_in_place};
+
 use crate::coefficients::StepCoefficients;
 use crate::config::PredictionType;
 use crate::element::{Compute, Element};

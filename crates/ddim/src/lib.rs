@@ -22,7 +22,7 @@
 //! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
 //! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
-//! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
+//! | [`DdimScheduler`] | `set_timesteps`, `step_in_place` (the loop to write: no allocation), `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
 //! | [`inverse`] | [`DdimInverseScheduler`]: x₀ → x_T, diffusers' `DDIMInverseScheduler` or the exact mirror of a forward scheduler |
 //! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
@@ -57,10 +57,11 @@
 //! let mut scheduler = DdimScheduler::new(config)?;
 //! scheduler.set_timesteps(50)?;
 //! let mut latents = vec![0.3f32; 4 * 8 * 8];
+//! let mut eps = vec![0.0f32; latents.len()];
 //! for &t in scheduler.timesteps() {
-//!     let eps = vec![0.01f32; latents.len()]; // your model here
-//!     let out = scheduler.step(&eps, t, &latents, &StepOptions::default())?;
-//!     latents = out.prev_sample;
+//!     eps.fill(0.01); // your model here writes ε̂ into `eps`
+//!     scheduler.step_in_place(&mut eps, t, &mut latents, &StepOptions::default())?;
+//!     // `latents` is now x_{t_prev}; `eps` holds x̂₀
 //! }
 //! # Ok::<(), ddim::Error>(())
 //! ```
@@ -102,6 +103,7 @@ pub mod error;
 mod finite;
 pub mod guidance;
 pub mod img2img;
+mod in_place;
 pub mod interpolate;
 pub mod inverse;
 mod kernel;
