@@ -104,8 +104,9 @@ pub enum Error {
 
     /// `eta > 0` needs noise, but neither `variance_noise` nor a generator was given.
     #[error(
-        "eta = {eta} > 0 needs noise: pass variance_noise, or use step_with_generator \
-         (torch-compatible) or step_with_rng"
+        "eta = {eta} > 0 needs noise: pass variance_noise, or draw it with step_with_generator \
+         (torch-compatible; slices and backend::candle), step_with_rng (slices) or \
+         step_with_device_noise (backend::candle)"
     )]
     MissingNoise {
         /// The eta of the step.

@@ -42,7 +42,16 @@
 //! # Ok::<(), ddim::Error>(())
 //! ```
 
+mod guidance;
 mod kernels;
+mod noise;
+#[cfg(feature = "candle-transformers")]
+mod transformers;
+
+pub use guidance::{classifier_free_guidance, guide, guide_with_ops, rescale_noise_cfg};
+pub use noise::{randn_latents, randn_latents_per_item, step_with_generator};
+#[cfg(feature = "candle-transformers")]
+pub use transformers::{TransformersDdim, TransformersDdimConfig};
 
 use candle_core::{DType, Tensor};
 

@@ -17,7 +17,10 @@ use crate::threshold;
 const CUDA_SORT_MAX_ROW: usize = 8192;
 
 /// The tensor's elements as a slice of its CPU storage, when it is on the CPU and contiguous.
-fn cpu_slice<'g, T: WithDType>(storage: &'g Storage, layout: &Layout) -> Option<&'g [T]> {
+pub(super) fn cpu_slice<'g, T: WithDType>(
+    storage: &'g Storage,
+    layout: &Layout,
+) -> Option<&'g [T]> {
     match storage {
         Storage::Cpu(cpu) => {
             let (start, end) = layout.contiguous_offsets()?;
