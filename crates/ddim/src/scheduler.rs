@@ -351,7 +351,7 @@ impl DdimScheduler {
     }
 
     /// The model input at `timestep`: DDIM does not scale it, so this is `sample` itself.
-    pub fn scale_model_input<'a>(&self, sample: &'a [f32], _timestep: usize) -> &'a [f32] {
+    pub fn scale_model_input<'a, T: Element>(&self, sample: &'a [T], _timestep: usize) -> &'a [T] {
         sample
     }
 

@@ -338,3 +338,89 @@ fn candle_transformers_scheduler_trait() {
     let e = s.step(&x, 5000, &x).unwrap_err();
     assert!(e.to_string().contains("5000"), "{e}");
 }
+
+fn inverse_and_batch_for<T: Element + WithDType>() {
+    let shape = [2usize, 4, 4, 4];
+    let n: usize = shape.iter().product();
+    let (m, x): (Vec<T>, Vec<T>) = (elems(&pseudo_random(n, 31)), elems(&pseudo_random(n, 32)));
+    let (mt, xt) = (
+        Tensor::from_vec(m.clone(), &shape[..], &Device::Cpu).unwrap(),
+        Tensor::from_vec(x.clone(), &shape[..], &Device::Cpu).unwrap(),
+    );
+    let mut inverse = ddim::DdimInverseScheduler::new(ddim::DdimInverseConfig::default()).unwrap();
+    inverse.set_timesteps(10).unwrap();
+    for &t in inverse.timesteps() {
+        let want = inverse.step(&m, t, &x).unwrap();
+        let got = dc::inverse_step(&inverse, &mt, t, &xt).unwrap();
+        assert_eq!(bits::<T>(&got.prev_sample), slice_bits(&want.prev_sample));
+        assert_eq!(
+            bits::<T>(&got.pred_original_sample),
+            slice_bits(&want.pred_original_sample)
+        );
+        // A strided view gives the same numbers.
+        let strided = xt
+            .transpose(2, 3)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .transpose(2, 3)
+            .unwrap();
+        let got = dc::inverse_step(&inverse, &mt, t, &strided).unwrap();
+        assert_eq!(bits::<T>(&got.prev_sample), slice_bits(&want.prev_sample));
+    }
+    let mut scheduler = DdimScheduler::new(DdimConfig::default()).unwrap();
+    scheduler.set_timesteps(10).unwrap();
+    let zero = elems::<T>(&[0.0])[0];
+    let mut want = vec![zero; n];
+    scheduler
+        .batch_step_no_noise(&m, &[901, 1], &x, true, &mut want)
+        .unwrap();
+    let got = dc::batch_step_no_noise(&scheduler, &mt, &[901, 1], &xt, true).unwrap();
+    assert_eq!(bits::<T>(&got), slice_bits(&want));
+    assert!(dc::batch_step_no_noise(&scheduler, &mt, &[901, 1, 2], &xt, true).is_err());
+    assert_eq!(
+        bits::<T>(&dc::scale_model_input(&scheduler, &xt, 901)),
+        slice_bits(scheduler.scale_model_input(&x, 901))
+    );
+}
+
+#[test]
+fn inverse_batch_and_scale_on_tensors_equal_slices() {
+    inverse_and_batch_for::<f32>();
+    inverse_and_batch_for::<f64>();
+    inverse_and_batch_for::<half::f16>();
+    inverse_and_batch_for::<half::bf16>();
+}
+
+#[test]
+fn check_finite_on_tensors() {
+    use ddim::backend::candle::{CandleBackend, Dispatch};
+    let mut scheduler = DdimScheduler::new(DdimConfig::default()).unwrap();
+    scheduler.set_timesteps(10).unwrap();
+    let x = Tensor::new(&[[0.5f32, 1.0], [f32::INFINITY, 2.0]], &Device::Cpu).unwrap();
+    let m = Tensor::ones((2, 2), DType::F32, &Device::Cpu).unwrap();
+    let options = TensorStepOptions {
+        check_finite: true,
+        ..Default::default()
+    };
+    for dispatch in [Dispatch::Auto, Dispatch::Ops] {
+        let e = CandleBackend { dispatch }
+            .step(&scheduler, &m, 901, &x, &options)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ddim::Error::NonFinite {
+                    buffer: "sample",
+                    index: 2,
+                    ..
+                }
+            ),
+            "{dispatch:?}: {e}"
+        );
+        // Off by default: the step runs (with clip_sample, the ∞ is clamped, as in torch).
+        assert!(CandleBackend { dispatch }
+            .step(&scheduler, &m, 901, &x, &Default::default())
+            .is_ok());
+    }
+}

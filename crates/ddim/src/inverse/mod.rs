@@ -260,7 +260,7 @@ impl DdimInverseScheduler {
     }
 
     /// The model input: not scaled, so `sample` itself.
-    pub fn scale_model_input<'a>(&self, sample: &'a [f32], _timestep: usize) -> &'a [f32] {
+    pub fn scale_model_input<'a, T: Element>(&self, sample: &'a [T], _timestep: usize) -> &'a [T] {
         sample
     }
 

@@ -62,14 +62,12 @@ pub(super) fn fused_step<T: Element + WithDType>(
             },
             None => None,
         };
-        // `..Default::default()` keeps this literal valid when StepOptions gains a field.
-        #[allow(clippy::needless_update)]
         let slice_options = StepOptions {
             eta: options.eta,
             use_clipped_model_output: options.use_clipped_model_output,
             variance_noise: z,
             batch_size: batch_of(sample.dims()),
-            ..Default::default()
+            check_finite: options.check_finite,
         };
         scheduler.step(m, timestep, x, &slice_options)?
     };
