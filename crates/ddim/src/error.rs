@@ -48,7 +48,7 @@ pub enum Error {
     },
 
     /// `step` (or a coefficient query) was called before `set_timesteps`.
-    #[error("number of inference steps is not set: call set_timesteps before step")]
+    #[error("number of inference steps is not set: call set_timesteps first")]
     TimestepsNotSet,
 
     /// A timestep is not an index into the training schedule `[0, num_train_timesteps)`.

@@ -40,7 +40,13 @@
 //! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
 //! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
 //! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
-//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device | `candle-core` |
+//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `candle-core` |
+//! | `candle-transformers` | no | `backend::candle::TransformersDdim`: candle-transformers' Stable Diffusion `Scheduler` trait, so candle's SD code switches to this DDIM by one line | `candle-transformers` |
+//!
+//! The versions of the dependencies users combine with this crate are re-exported:
+//! [`rand`] (for [`DdimScheduler::step_with_rng`]), [`half`], and with their features
+//! `ndarray`, `candle_core` and `candle_transformers`. `DdimConfig` and `DdimInverseConfig`
+//! implement serde's `Serialize`/`Deserialize` in diffusers' key names.
 //!
 //! [`backend`] describes the two tensor backends; `docs/backends.md` their measured parity.
 //!
@@ -115,6 +121,13 @@ mod scheduler;
 mod threshold;
 pub mod timesteps;
 
+/// The `candle-core` the `candle` backend is built against.
+#[cfg(feature = "candle")]
+pub use candle_core;
+/// The `candle-transformers` whose `Scheduler` trait
+/// [`backend::candle::TransformersDdim`] implements.
+#[cfg(feature = "candle-transformers")]
+pub use candle_transformers;
 pub use coefficients::StepCoefficients;
 pub use config::{
     BetaSchedule, ConfigWarning, DdimConfig, LoadedConfig, PredictionType, TimestepSpacing,
@@ -128,5 +141,24 @@ pub use inverse::{
     DdimInverseConfig, DdimInverseScheduler, InverseConfigWarning, InverseStep, LoadedInverseConfig,
 };
 pub use kernel::PARALLEL_MIN_LEN;
+/// The `ndarray` the `ndarray` backend is built against (build arrays with it to avoid
+/// "multiple different versions of crate ndarray").
+#[cfg(feature = "ndarray")]
+pub use ndarray;
 pub use policy::{BatchFinalAlpha, EtaPolicy, SpacingOverride, VarianceKind, ZeroSnrGuard};
+/// The `rand` this crate is built against: generators for
+/// [`DdimScheduler::step_with_rng`] must come from this version (another `rand`, such as the
+/// one candle-core pulls in, has its own `Rng` trait). [`rng`]'s torch generators need no
+/// `rand` at all.
+///
+/// ```
+/// use ddim::rand::SeedableRng;
+/// let mut rng = ddim::rand::rngs::StdRng::seed_from_u64(0);
+/// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+/// s.set_timesteps(10)?;
+/// let options = ddim::StepOptions { eta: 1.0, ..Default::default() };
+/// s.step_with_rng(&[0.1f32; 4], 900, &[0.5; 4], &options, &mut rng)?;
+/// # Ok::<(), ddim::Error>(())
+/// ```
+pub use rand;
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};

@@ -181,7 +181,10 @@ pub(crate) fn abs_x0_quantile<E: Element>(
                     *slot = E::from_compute(a);
                 }
                 inside += 1;
-                if let Some(bin) = histogram.get_mut(((kv - lo) >> shift) as usize) {
+                if let Some(bin) = usize::try_from((kv - lo) >> shift)
+                    .ok()
+                    .and_then(|b| histogram.get_mut(b))
+                {
                     *bin += 1;
                 }
             }

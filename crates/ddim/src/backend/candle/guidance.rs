@@ -16,9 +16,9 @@ use crate::guidance as slices;
 
 /// Reads `tensors` (all of `first`'s dtype) as CPU slices of `T` and calls `f`; `None`
 /// when one is not on the CPU. Non-contiguous CPU tensors are made contiguous first.
-fn with_cpu_slices<T: Element + WithDType, R>(
-    tensors: &[&Tensor],
-    f: impl FnOnce(&[&[T]]) -> Result<R>,
+fn with_cpu_slices<T: Element + WithDType, R, const N: usize>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[T]; N]) -> Result<R>,
 ) -> Result<Option<R>> {
     if tensors.iter().any(|t| !t.device().is_cpu()) {
         return Ok(None);
@@ -35,7 +35,10 @@ fn with_cpu_slices<T: Element + WithDType, R>(
             None => return Ok(None),
         }
     }
-    f(&slices).map(Some)
+    match <[&[T]; N]>::try_from(slices) {
+        Ok(slices) => f(slices).map(Some),
+        Err(_) => Ok(None), // one slice per tensor was pushed
+    }
 }
 
 /// The batch (axis 0) of a guidance tensor, which must have at least one axis.
@@ -163,8 +166,7 @@ fn cfg_typed<T: Element + WithDType>(
     rescale: f32,
 ) -> Result<Tensor> {
     let batch = batch_of("noise_pred_text", text).unwrap_or(1).max(1);
-    let fused = with_cpu_slices::<T, _>(&[uncond, text], |s| {
-        let (u, t) = (s[0], s[1]);
+    let fused = with_cpu_slices::<T, _, 2>([uncond, text], |[u, t]| {
         let zero = T::from_compute(<T::Compute as crate::element::Compute>::ZERO);
         let mut out = vec![zero; u.len()];
         slices::classifier_free_guidance(u, t, scale, &mut out)?;
@@ -204,9 +206,9 @@ fn rescale_typed<T: Element + WithDType>(
     rescale: f32,
 ) -> Result<Tensor> {
     let batch = batch_of("noise_cfg", noise_cfg)?.max(1);
-    let fused = with_cpu_slices::<T, _>(&[noise_cfg, text], |s| {
-        let mut out = s[0].to_vec();
-        slices::rescale_noise_cfg(&mut out, s[1], rescale, batch)?;
+    let fused = with_cpu_slices::<T, _, 2>([noise_cfg, text], |[cfg, text]| {
+        let mut out = cfg.to_vec();
+        slices::rescale_noise_cfg(&mut out, text, rescale, batch)?;
         Ok(out)
     })?;
     if let Some(out) = fused {

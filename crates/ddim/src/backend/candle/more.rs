@@ -18,10 +18,10 @@ use crate::scheduler::DdimScheduler;
 
 /// Calls `f` on the elements of `tensors` as host slices of `T` (contiguous copies where
 /// needed) and returns its vectors as tensors of `like`'s shape on its device.
-fn on_host<T: Element + WithDType, const N: usize>(
-    tensors: &[&Tensor],
+fn on_host<T: Element + WithDType, const I: usize, const N: usize>(
+    tensors: [&Tensor; I],
     like: &Tensor,
-    f: impl FnOnce(&[&[T]]) -> Result<[Vec<T>; N]>,
+    f: impl FnOnce([&[T]; I]) -> Result<[Vec<T>; N]>,
 ) -> Result<[Tensor; N]> {
     let host = tensors
         .iter()
@@ -33,7 +33,9 @@ fn on_host<T: Element + WithDType, const N: usize>(
         // Contiguous CPU tensors of dtype `T`: the slice exists (checked by the callers).
         slices.push(cpu_slice::<T>(storage, layout).unwrap_or(&[]));
     }
-    let out = f(&slices)?;
+    let slices = <[&[T]; I]>::try_from(slices)
+        .map_err(|_| candle_core::Error::Msg("internal: input count".into()))?;
+    let out = f(slices)?;
     drop(guards);
     let mut tensors = Vec::with_capacity(N);
     for v in out {
@@ -62,8 +64,8 @@ fn inverse_typed<T: Element + WithDType>(
     timestep: usize,
     sample: &Tensor,
 ) -> Result<TensorStepOutput<Tensor>> {
-    let [prev, x0] = on_host::<T, 2>(&[model_output, sample], sample, |s| {
-        let out = inverse.step(s[0], timestep, s[1])?;
+    let [prev, x0] = on_host::<T, 2, 2>([model_output, sample], sample, |[m, x]| {
+        let out = inverse.step(m, timestep, x)?;
         Ok([out.prev_sample, out.pred_original_sample])
     })?;
     Ok(TensorStepOutput {
@@ -118,16 +120,10 @@ fn batch_typed<T: Element + WithDType>(
     sample: &Tensor,
     use_clipped_model_output: bool,
 ) -> Result<Tensor> {
-    let [prev] = on_host::<T, 1>(&[model_output, sample], sample, |s| {
+    let [prev] = on_host::<T, 2, 1>([model_output, sample], sample, |[m, x]| {
         let zero = T::from_compute(<T::Compute as Compute>::ZERO);
-        let mut prev = vec![zero; s[1].len()];
-        scheduler.batch_step_no_noise(
-            s[0],
-            timesteps,
-            s[1],
-            use_clipped_model_output,
-            &mut prev,
-        )?;
+        let mut prev = vec![zero; x.len()];
+        scheduler.batch_step_no_noise(m, timesteps, x, use_clipped_model_output, &mut prev)?;
         Ok([prev])
     })?;
     Ok(prev)
