@@ -41,9 +41,16 @@ struct Row {
     shape: [usize; 4],
     eta: f32,
     thresholding: bool,
+    /// `step_into`, the caller's buffers.
     step: Duration,
     copy: Duration,
     bytes: usize,
+    /// `step_in_place` plus the refresh of its two inputs (a copy of each, which the in-place
+    /// step overwrites), and the refresh alone.
+    in_place_with_refresh: Duration,
+    refresh: Duration,
+    /// The allocating `step` (two fresh output vectors per call), dropped each time.
+    alloc_step: Duration,
 }
 
 impl Row {
@@ -149,6 +156,34 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 },
                 || copy(&src[..len], &mut dst[..len], n >= ddim::PARALLEL_MIN_LEN),
             );
+            // The in-place step overwrites its inputs: each call starts from fresh copies
+            // (timed with it; the copies alone are timed against it).
+            let (mut mw, mut xw) = (m.clone(), x.clone());
+            let (in_place_with_refresh, refresh) = time_pair(
+                budget,
+                || {
+                    mw.copy_from_slice(&m);
+                    xw.copy_from_slice(&x);
+                    scheduler
+                        .step_in_place(&mut mw, t, &mut xw, &options)
+                        .expect("inputs were checked on the first call");
+                },
+                || {
+                    mw.copy_from_slice(&m);
+                    xw.copy_from_slice(&x);
+                },
+            );
+            let (alloc_step, _) = time_pair(
+                budget / 2,
+                || {
+                    let out = scheduler
+                        .step(&m, t, &x, &options)
+                        .expect("inputs were checked on the first call");
+                    std::hint::black_box(out);
+                },
+                || {},
+            );
+            std::hint::black_box((&mw, &xw));
             rows.push(Row {
                 shape,
                 eta,
@@ -156,6 +191,9 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 step,
                 copy: copy_time,
                 bytes: arrays * n * std::mem::size_of::<f32>(),
+                in_place_with_refresh,
+                refresh,
+                alloc_step,
             });
         }
     }
@@ -181,26 +219,40 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads();
     writeln!(
         out,
-        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads"
+        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads\n\
+         # us/step: step_into; in-place+ref: step_in_place plus copying its 2 inputs back \
+         (refresh: the copies alone); alloc step: the allocating step"
     )?;
     writeln!(
         out,
-        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9}",
-        "shape", "eta", "threshold", "us/step", "GB/s", "copy us", "% copy"
+        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9} {:>14} {:>11} {:>12}",
+        "shape",
+        "eta",
+        "threshold",
+        "us/step",
+        "GB/s",
+        "copy us",
+        "% copy",
+        "in-place+ref",
+        "refresh",
+        "alloc step"
     )?;
     let mut rows = Vec::new();
     for &shape in shapes {
         for row in bench_shape(shape, budget)? {
             writeln!(
                 out,
-                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}%",
+                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}% {:>14.2} {:>11.2} {:>12.2}",
                 shape.map(|d| d.to_string()).join("x"),
                 row.eta,
                 row.thresholding,
                 row.step.as_secs_f64() * 1e6,
                 row.gb_per_s(),
                 row.copy.as_secs_f64() * 1e6,
-                row.percent_of_copy()
+                row.percent_of_copy(),
+                row.in_place_with_refresh.as_secs_f64() * 1e6,
+                row.refresh.as_secs_f64() * 1e6,
+                row.alloc_step.as_secs_f64() * 1e6
             )?;
             out.flush()?;
             rows.push(row);
@@ -219,6 +271,9 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
                     "gb_per_s": r.gb_per_s(),
                     "copy_us": r.copy.as_secs_f64() * 1e6,
                     "percent_of_copy": r.percent_of_copy(),
+                    "in_place_with_refresh_us": r.in_place_with_refresh.as_secs_f64() * 1e6,
+                    "refresh_us": r.refresh.as_secs_f64() * 1e6,
+                    "alloc_step_us": r.alloc_step.as_secs_f64() * 1e6,
                 })
             })
             .collect();
