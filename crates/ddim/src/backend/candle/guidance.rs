@@ -134,7 +134,7 @@ pub fn rescale_noise_cfg(
 /// is on (scale > 1); pass `guidance_rescale = 0` to skip it.
 ///
 /// ```
-/// use candle_core::{DType, Device, Tensor};
+/// use candle_core::{Device, Tensor};
 /// let noise_pred = Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &Device::Cpu)?; // [uncond; text]
 /// let eps = ddim::backend::candle::guide(&noise_pred, 7.5, 0.7)?;
 /// assert_eq!(eps.dims(), &[1, 4, 8, 8]);
