@@ -23,7 +23,7 @@ fn time_pair(
     mut f: impl FnMut() -> candle_core::Result<()>,
     mut g: impl FnMut() -> candle_core::Result<()>,
 ) -> candle_core::Result<(f64, f64)> {
-    let mut batch_for = |h: &mut dyn FnMut() -> candle_core::Result<()>| {
+    let batch_for = |h: &mut dyn FnMut() -> candle_core::Result<()>| {
         let t = Instant::now();
         h()?;
         let once = t.elapsed().max(Duration::from_nanos(50));

@@ -118,6 +118,7 @@ pub mod policy;
 pub mod rng;
 pub mod schedule;
 mod scheduler;
+mod simd;
 mod threshold;
 pub mod timesteps;
 
@@ -162,3 +163,4 @@ pub use policy::{BatchFinalAlpha, EtaPolicy, SpacingOverride, VarianceKind, Zero
 /// ```
 pub use rand;
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};
+pub use simd::{force_kernel_path, force_portable_kernels, kernel_path, KernelPath};

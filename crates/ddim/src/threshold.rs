@@ -163,31 +163,47 @@ pub(crate) fn abs_x0_quantile<E: Element>(
     let (mut lo, mut hi) = sampled.map_or(full, |(l, h)| (key(l), key(h)));
     let zero = E::from_compute(<E::Compute as Compute>::ZERO);
     let mut buffer = [zero; STACK_CANDIDATES];
+    // The first pass only counts and collects (comparisons in the compute type); the
+    // histogram is built only when the candidates overflow the stack buffer.
+    let mut with_histogram = false;
     loop {
         let span = hi - lo;
         let shift = (64 - span.leading_zeros()).saturating_sub(8);
         let mut histogram = [0usize; 256];
-        let (mut below, mut inside) = (0usize, 0usize);
-        for (&m, &x) in model_output.iter().zip(sample) {
-            let a = kernel::recover_one(prediction, k, m, x).abs();
-            if a.is_nan() {
-                return a;
-            }
-            let kv = key(a);
-            if kv < lo {
-                below += 1;
-            } else if kv <= hi {
-                if let Some(slot) = buffer.get_mut(inside) {
-                    *slot = E::from_compute(a);
-                }
-                inside += 1;
-                if let Some(bin) = usize::try_from((kv - lo) >> shift)
-                    .ok()
-                    .and_then(|b| histogram.get_mut(b))
-                {
-                    *bin += 1;
+        let (mut below, mut inside, mut has_nan) = (0usize, 0usize, false);
+        if with_histogram {
+            for (&m, &x) in model_output.iter().zip(sample) {
+                let a = kernel::recover_one(prediction, k, m, x).abs();
+                has_nan |= a.is_nan();
+                let kv = key(a);
+                if kv < lo {
+                    below += 1;
+                } else if kv <= hi {
+                    inside += 1;
+                    if let Some(bin) = usize::try_from((kv - lo) >> shift)
+                        .ok()
+                        .and_then(|b| histogram.get_mut(b))
+                    {
+                        *bin += 1;
+                    }
                 }
             }
+        } else {
+            let (low, high) = (value(lo), value(hi));
+            for (&m, &x) in model_output.iter().zip(sample) {
+                let a = kernel::recover_one(prediction, k, m, x).abs();
+                has_nan |= a.is_nan();
+                below += usize::from(a < low);
+                if a >= low && a <= high {
+                    if let Some(slot) = buffer.get_mut(inside) {
+                        *slot = E::from_compute(a);
+                    }
+                    inside += 1;
+                }
+            }
+        }
+        if has_nan {
+            return E::Compute::from_f64(f64::NAN);
         }
         if !(ranks.lo >= below && ranks.hi < below + inside) {
             // Sampled pivots that miss the ranks: start again over every value (which holds
@@ -198,8 +214,12 @@ pub(crate) fn abs_x0_quantile<E: Element>(
             (lo, hi) = full;
             continue;
         }
-        if let Some(candidates) = buffer.get_mut(..inside) {
-            return ranks.select(candidates, below);
+        if !with_histogram {
+            if let Some(candidates) = buffer.get_mut(..inside) {
+                return ranks.select(candidates, below);
+            }
+            with_histogram = true;
+            continue;
         }
         // Narrow to the bins that hold ranks lo and hi.
         let (mut bin_lo, mut bin_hi) = (None, None);
@@ -227,6 +247,7 @@ pub(crate) fn abs_x0_quantile<E: Element>(
                 // One value holds both ranks.
                 return value(lo);
             }
+            with_histogram = false;
             continue;
         }
         // Rank hi = rank lo + 1 is the first of its bin and rank lo the last of its own (the

@@ -23,6 +23,9 @@ pub(crate) struct Args {
     /// Seconds of timing per row (step and copy, measured alternately).
     #[arg(long, default_value_t = 0.5)]
     seconds: f64,
+    /// Run the portable step kernels (SSE2 on x86-64) instead of the widest the CPU has.
+    #[arg(long)]
+    portable: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -159,6 +162,7 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
             // The in-place step overwrites its inputs: each call starts from fresh copies
             // (timed with it; the copies alone are timed against it).
             let (mut mw, mut xw) = (m.clone(), x.clone());
+            let (mut mr, mut xr) = (m.clone(), x.clone());
             let (in_place_with_refresh, refresh) = time_pair(
                 budget,
                 || {
@@ -169,8 +173,8 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                         .expect("inputs were checked on the first call");
                 },
                 || {
-                    mw.copy_from_slice(&m);
-                    xw.copy_from_slice(&x);
+                    mr.copy_from_slice(&m);
+                    xr.copy_from_slice(&x);
                 },
             );
             let (alloc_step, _) = time_pair(
@@ -183,7 +187,7 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 },
                 || {},
             );
-            std::hint::black_box((&mw, &xw));
+            std::hint::black_box((&mw, &xw, &mr, &xr));
             rows.push(Row {
                 shape,
                 eta,
@@ -217,9 +221,12 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         args.seconds
     });
     let threads = rayon::current_num_threads();
+    ddim::force_portable_kernels(args.portable);
+    let kernel = ddim::kernel_path();
     writeln!(
         out,
-        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads\n\
+        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads, \
+         {kernel} kernels\n\
          # us/step: step_into; in-place+ref: step_in_place plus copying its 2 inputs back \
          (refresh: the copies alone); alloc step: the allocating step"
     )?;
@@ -277,7 +284,7 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        let doc = json!({"implementation": "ddim", "threads": threads, "results": results});
+        let doc = json!({"implementation": "ddim", "threads": threads, "kernel_path": kernel.as_str(), "results": results});
         crate::atomic::write(
             path,
             (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),

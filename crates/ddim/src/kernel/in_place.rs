@@ -12,6 +12,7 @@ use super::{
 };
 use crate::config::PredictionType;
 use crate::element::{Compute, Element};
+use crate::rng::dispatch::{run_isa, Kernel};
 
 /// One element, in place.
 #[inline(always)]
@@ -32,7 +33,9 @@ fn store<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
     *x = E::from_compute(prev);
 }
 
-/// The serial in-place loop of one mode combination (`noise` is empty unless `Z`).
+/// The serial in-place loop of one mode combination (`noise` is empty unless `Z`), inlined
+/// into each dispatch path.
+#[inline(always)]
 fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
     k: &Scalars<E::Compute>,
     model_output: &mut [E],
@@ -52,6 +55,34 @@ fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: b
     }
 }
 
+/// One call of [`update_serial`], as a kernel compiled per instruction set.
+struct Serial<'a, E: Element, const P: u8, const B: u8, const U: bool, const Z: bool> {
+    k: &'a Scalars<E::Compute>,
+    m: &'a mut [E],
+    x: &'a mut [E],
+    z: &'a [E],
+}
+
+impl<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool> Kernel
+    for Serial<'_, E, P, B, U, Z>
+{
+    type Output = ();
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        update_serial::<E, P, B, U, Z>(self.k, self.m, self.x, self.z);
+    }
+}
+
+/// [`update_serial`] on the instruction set of [`crate::kernel_path`].
+fn dispatched<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
+    k: &Scalars<E::Compute>,
+    m: &mut [E],
+    x: &mut [E],
+    z: &[E],
+) {
+    run_isa(Serial::<E, P, B, U, Z> { k, m, x, z }, crate::simd::isa());
+}
+
 type InPlaceFn<E> = fn(&Scalars<<E as Element>::Compute>, &mut [E], &mut [E], &[E]);
 
 /// Picks the monomorphised in-place loop for the runtime modes.
@@ -59,18 +90,18 @@ fn select<E: Element>(p: PredictionType, b: u8, u: bool, z: bool) -> InPlaceFn<E
     macro_rules! pick {
         ($p:expr) => {
             match (b, u, z) {
-                (NO_BOUND, false, false) => update_serial::<E, { $p }, NO_BOUND, false, false>,
-                (NO_BOUND, false, true) => update_serial::<E, { $p }, NO_BOUND, false, true>,
-                (NO_BOUND, true, false) => update_serial::<E, { $p }, NO_BOUND, true, false>,
-                (NO_BOUND, true, true) => update_serial::<E, { $p }, NO_BOUND, true, true>,
-                (CLIP, false, false) => update_serial::<E, { $p }, CLIP, false, false>,
-                (CLIP, false, true) => update_serial::<E, { $p }, CLIP, false, true>,
-                (CLIP, true, false) => update_serial::<E, { $p }, CLIP, true, false>,
-                (CLIP, true, true) => update_serial::<E, { $p }, CLIP, true, true>,
-                (_, false, false) => update_serial::<E, { $p }, THRESHOLD, false, false>,
-                (_, false, true) => update_serial::<E, { $p }, THRESHOLD, false, true>,
-                (_, true, false) => update_serial::<E, { $p }, THRESHOLD, true, false>,
-                (_, true, true) => update_serial::<E, { $p }, THRESHOLD, true, true>,
+                (NO_BOUND, false, false) => dispatched::<E, { $p }, NO_BOUND, false, false>,
+                (NO_BOUND, false, true) => dispatched::<E, { $p }, NO_BOUND, false, true>,
+                (NO_BOUND, true, false) => dispatched::<E, { $p }, NO_BOUND, true, false>,
+                (NO_BOUND, true, true) => dispatched::<E, { $p }, NO_BOUND, true, true>,
+                (CLIP, false, false) => dispatched::<E, { $p }, CLIP, false, false>,
+                (CLIP, false, true) => dispatched::<E, { $p }, CLIP, false, true>,
+                (CLIP, true, false) => dispatched::<E, { $p }, CLIP, true, false>,
+                (CLIP, true, true) => dispatched::<E, { $p }, CLIP, true, true>,
+                (_, false, false) => dispatched::<E, { $p }, THRESHOLD, false, false>,
+                (_, false, true) => dispatched::<E, { $p }, THRESHOLD, false, true>,
+                (_, true, false) => dispatched::<E, { $p }, THRESHOLD, true, false>,
+                (_, true, true) => dispatched::<E, { $p }, THRESHOLD, true, true>,
             }
         };
     }
