@@ -139,5 +139,43 @@ fn main() -> candle_core::Result<()> {
         "guide 2x4x64x64 (cfg 7.5 + 0.7)",
         b / a
     );
+    let (a, b) = time_pair(
+        budget,
+        || {
+            std::hint::black_box(ddim::backend::candle::guide_with_ops(
+                &noise_pred,
+                7.5,
+                0.7,
+            )?);
+            Ok(())
+        },
+        || {
+            std::hint::black_box(plain_guide(&noise_pred, 7.5, 0.7)?);
+            Ok(())
+        },
+    )?;
+    println!(
+        "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x",
+        "guide_with_ops 2x4x64x64",
+        b / a
+    );
+    let (a, b) = time_pair(
+        budget,
+        || {
+            std::hint::black_box(ddim::backend::candle::guide(&noise_pred, 7.5, 0.0)?);
+            Ok(())
+        },
+        || {
+            let b = noise_pred.dim(0)? / 2;
+            let (u, t) = (noise_pred.narrow(0, 0, b)?, noise_pred.narrow(0, b, b)?);
+            std::hint::black_box((&u + ((&t - &u)? * 7.5)?)?);
+            Ok(())
+        },
+    )?;
+    println!(
+        "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x",
+        "guide, cfg only 2x4x64x64",
+        b / a
+    );
     Ok(())
 }

@@ -384,6 +384,35 @@ pub(crate) fn recover_one<E: Element>(
     E::from_compute(x0).to_compute()
 }
 
+/// |x̂₀| (rounded to the element type, as the first thresholding pass stores x̂₀) of each
+/// element into `out`, in one vectorisable loop per prediction type; `out` as long as the
+/// inputs (extra entries are left as they are).
+pub(crate) fn recover_abs_into<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    out: &mut [E::Compute],
+) {
+    #[inline(always)]
+    fn each<E: Element, const P: u8>(
+        k: &Scalars<E::Compute>,
+        m: &[E],
+        x: &[E],
+        out: &mut [E::Compute],
+    ) {
+        for ((o, &mi), &xi) in out.iter_mut().zip(m).zip(x) {
+            let x0 = recover::<E::Compute, P>(k, mi.to_compute(), xi.to_compute()).0;
+            *o = E::from_compute(x0).to_compute().abs();
+        }
+    }
+    match prediction {
+        PredictionType::Epsilon => each::<E, EPSILON>(k, model_output, sample, out),
+        PredictionType::Sample => each::<E, SAMPLE>(k, model_output, sample, out),
+        PredictionType::VPrediction => each::<E, V_PREDICTION>(k, model_output, sample, out),
+    }
+}
+
 /// What the first thresholding pass saw of |x̂₀| against two pivots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Partition {

@@ -127,6 +127,25 @@ pub(crate) fn recover_x0_and_quantile<E: Element>(
     abs_quantile(x0_out, q, scratch)
 }
 
+/// Calls `f` with |x̂₀| of every element in order, computed a chunk at a time by a
+/// vectorisable loop (the division is the costly part) into a small stack buffer.
+fn for_each_abs<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    mut f: impl FnMut(E::Compute),
+) {
+    const CHUNK: usize = 256;
+    let mut values = [E::Compute::ZERO; CHUNK];
+    for (m, x) in model_output.chunks(CHUNK).zip(sample.chunks(CHUNK)) {
+        kernel::recover_abs_into(prediction, k, m, x, &mut values);
+        for &a in values.iter().take(m.len().min(x.len())) {
+            f(a);
+        }
+    }
+}
+
 /// How many candidate values [`abs_x0_quantile`] keeps on the stack for its final selection.
 const STACK_CANDIDATES: usize = 2048;
 
@@ -172,8 +191,7 @@ pub(crate) fn abs_x0_quantile<E: Element>(
         let mut histogram = [0usize; 256];
         let (mut below, mut inside, mut has_nan) = (0usize, 0usize, false);
         if with_histogram {
-            for (&m, &x) in model_output.iter().zip(sample) {
-                let a = kernel::recover_one(prediction, k, m, x).abs();
+            for_each_abs(prediction, k, model_output, sample, |a| {
                 has_nan |= a.is_nan();
                 let kv = key(a);
                 if kv < lo {
@@ -187,11 +205,10 @@ pub(crate) fn abs_x0_quantile<E: Element>(
                         *bin += 1;
                     }
                 }
-            }
+            });
         } else {
             let (low, high) = (value(lo), value(hi));
-            for (&m, &x) in model_output.iter().zip(sample) {
-                let a = kernel::recover_one(prediction, k, m, x).abs();
+            for_each_abs(prediction, k, model_output, sample, |a| {
                 has_nan |= a.is_nan();
                 below += usize::from(a < low);
                 if a >= low && a <= high {
@@ -200,7 +217,7 @@ pub(crate) fn abs_x0_quantile<E: Element>(
                     }
                     inside += 1;
                 }
-            }
+            });
         }
         if has_nan {
             return E::Compute::from_f64(f64::NAN);
@@ -254,15 +271,15 @@ pub(crate) fn abs_x0_quantile<E: Element>(
         // bins between are empty): one more pass finds the two.
         let ((lo_start, lo_end), (hi_start, hi_end)) = (bin(b_lo), bin(b_hi));
         let (mut lo_key, mut hi_key) = (lo_start, hi_end);
-        for (&m, &x) in model_output.iter().zip(sample) {
-            let kv = key(kernel::recover_one(prediction, k, m, x).abs());
+        for_each_abs(prediction, k, model_output, sample, |a| {
+            let kv = key(a);
             if kv >= lo_start && kv <= lo_end && kv > lo_key {
                 lo_key = kv;
             }
             if kv >= hi_start && kv <= hi_end && kv < hi_key {
                 hi_key = kv;
             }
-        }
+        });
         let (lo_value, hi_value) = (value(lo_key).to_f64(), value(hi_key).to_f64());
         return E::Compute::from_f64(lo_value + ranks.weight * (hi_value - lo_value));
     }
