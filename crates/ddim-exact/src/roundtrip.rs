@@ -69,7 +69,7 @@ pub fn ddim_invert(
             InversionLevel::Target => levels.alpha_prod_target,
         };
         mixture.predict_into(&x, f64::from(alpha_bar), prediction_type, &mut model_output)?;
-        x = inverse.step(&model_output, t, &x)?.prev_sample;
+        inverse.step_in_place(&mut model_output, t, &mut x)?;
         on_step(i, timesteps.len());
     }
     Ok(x)
@@ -103,7 +103,7 @@ pub fn ddim_decode(
     for (i, &t) in timesteps.iter().enumerate() {
         let alpha_bar = scheduler.step_coefficients(t, 0.0)?.alpha_prod_t;
         mixture.predict_into(&x, f64::from(alpha_bar), prediction_type, &mut model_output)?;
-        x = scheduler.step(&model_output, t, &x, &options)?.prev_sample;
+        scheduler.step_in_place(&mut model_output, t, &mut x, &options)?;
         on_step(i, timesteps.len());
     }
     Ok(x)

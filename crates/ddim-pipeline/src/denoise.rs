@@ -63,6 +63,12 @@ pub(crate) fn denoise<T: PipelineFloat>(
     let [batch, channels, h, w] = run.shape;
     let n = latents.len();
     let total = run.timesteps.len();
+    // The η > 0 noise of each step, drawn into one buffer for the whole loop.
+    let mut noise = if run.eta > 0.0 {
+        latents.clone()
+    } else {
+        Vec::new()
+    };
     for (i, &t) in run.timesteps.iter().enumerate() {
         let started = Instant::now();
         let input = match run.guidance {
@@ -83,7 +89,7 @@ pub(crate) fn denoise<T: PipelineFloat>(
         times.unet += started.elapsed();
 
         let started = Instant::now();
-        let noise_pred = match run.guidance {
+        let mut noise_pred = match run.guidance {
             Some(guidance) => guide(&prediction, n, batch, guidance)?,
             None => prediction,
         };
@@ -92,9 +98,14 @@ pub(crate) fn denoise<T: PipelineFloat>(
             batch_size: batch,
             ..StepOptions::default()
         };
-        latents = scheduler
-            .step_with_generator(&noise_pred, t, &latents, &options, generator)?
-            .prev_sample;
+        scheduler.step_in_place_with_generator(
+            &mut noise_pred,
+            t,
+            &mut latents,
+            &options,
+            generator,
+            &mut noise,
+        )?;
         times.scheduler_and_guidance += started.elapsed();
         progress(i + 1, total);
     }

@@ -80,7 +80,7 @@ impl StableDiffusion {
         let steps = scheduler
             .num_inference_steps()
             .ok_or(ddim::Error::TimestepsNotSet)?;
-        let inverse_config = DdimInverseConfig::from_ddim_config(scheduler.config())?.config;
+        let inverse_config = DdimInverseConfig::from_ddim_config(scheduler.config())?;
         let mut inverse = DdimInverseScheduler::new(inverse_config)?;
         inverse.set_timesteps(steps)?;
 
@@ -104,10 +104,11 @@ impl StableDiffusion {
                 (shape[0], shape[1], shape[2], shape[3]),
                 &self.device,
             )?;
-            let prediction: Vec<T> = self.predict(&input, t, &embeds)?.flatten_all()?.to_vec1()?;
+            let mut prediction: Vec<T> =
+                self.predict(&input, t, &embeds)?.flatten_all()?.to_vec1()?;
             times.unet += started.elapsed();
             let started = Instant::now();
-            latents = inverse.step(&prediction, t, &latents)?.prev_sample;
+            inverse.step_in_place(&mut prediction, t, &mut latents)?;
             times.scheduler_and_guidance += started.elapsed();
             progress(i + 1, total);
         }

@@ -384,8 +384,7 @@ fn make_cache(cache: &Path) -> PathBuf {
             let link = snapshot.join(p.strip_prefix(&built).unwrap());
             std::fs::create_dir_all(link.parent().unwrap()).unwrap();
             let depth = link.strip_prefix(&repo).unwrap().components().count() - 1;
-            let rel: PathBuf = std::iter::repeat("..")
-                .take(depth)
+            let rel: PathBuf = std::iter::repeat_n("..", depth)
                 .collect::<PathBuf>()
                 .join("blobs")
                 .join(format!("blob{n}"));

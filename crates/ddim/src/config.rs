@@ -9,6 +9,7 @@ pub mod load;
 mod modes;
 mod python_json;
 mod save;
+mod serde_impls;
 
 use std::collections::BTreeMap;
 

@@ -70,7 +70,7 @@ pub enum Error {
     },
 
     /// `step` (or a coefficient query) was called before `set_timesteps`.
-    #[error("number of inference steps is not set: call set_timesteps before step")]
+    #[error("number of inference steps is not set: call set_timesteps first")]
     TimestepsNotSet,
 
     /// A timestep is not an index into the training schedule `[0, num_train_timesteps)`.
@@ -126,8 +126,9 @@ pub enum Error {
 
     /// `eta > 0` needs noise, but neither `variance_noise` nor a generator was given.
     #[error(
-        "eta = {eta} > 0 needs noise: pass variance_noise, or use step_with_generator \
-         (torch-compatible) or step_with_rng"
+        "eta = {eta} > 0 needs noise: pass variance_noise, or draw it with step_with_generator \
+         (torch-compatible; slices and backend::candle), step_with_rng (slices) or \
+         step_with_device_noise (backend::candle)"
     )]
     MissingNoise {
         /// The eta of the step.

@@ -8,9 +8,14 @@
 //! vectorisable loop. Large buffers are split into chunks run on rayon's pool; each element is
 //! computed by the same code either way, so the result is bit-identical to one thread.
 
+mod in_place;
+
+pub(crate) use in_place::{ddim_update_in_place, ddim_update_thresholded_in_place};
+
 use crate::coefficients::StepCoefficients;
 use crate::config::PredictionType;
 use crate::element::{Compute, Element};
+use crate::rng::dispatch::{run_isa, Kernel};
 
 /// Buffers at least this long are processed in parallel (when the `rayon` feature is on).
 /// Below it, a step runs on the calling thread and allocates nothing. Measured on 2 cores:
@@ -163,7 +168,9 @@ fn store<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
 }
 
 /// The serial loop of one mode combination over buffers of one length (`noise` is empty
-/// unless `Z`). In the `THRESHOLD` mode, `x0_out` holds the unbounded x̂₀ on entry.
+/// unless `Z`). In the `THRESHOLD` mode, `x0_out` holds the unbounded x̂₀ on entry. Inlined
+/// into [`Serial`]'s dispatch paths, so each is compiled for its instruction set.
+#[inline(always)]
 fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
     k: &Scalars<E::Compute>,
     model_output: &[E],
@@ -191,6 +198,46 @@ fn update_serial<E: Element, const P: u8, const B: u8, const U: bool, const Z: b
     }
 }
 
+/// One call of [`update_serial`], as a kernel compiled per instruction set.
+struct Serial<'a, E: Element, const P: u8, const B: u8, const U: bool, const Z: bool> {
+    k: &'a Scalars<E::Compute>,
+    m: &'a [E],
+    x: &'a [E],
+    z: &'a [E],
+    prev: &'a mut [E],
+    x0: &'a mut [E],
+}
+
+impl<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool> Kernel
+    for Serial<'_, E, P, B, U, Z>
+{
+    type Output = ();
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        update_serial::<E, P, B, U, Z>(self.k, self.m, self.x, self.z, self.prev, self.x0);
+    }
+}
+
+/// [`update_serial`] on the instruction set of [`crate::kernel_path`].
+fn dispatched<E: Element, const P: u8, const B: u8, const U: bool, const Z: bool>(
+    k: &Scalars<E::Compute>,
+    m: &[E],
+    x: &[E],
+    z: &[E],
+    prev: &mut [E],
+    x0: &mut [E],
+) {
+    let kernel = Serial::<E, P, B, U, Z> {
+        k,
+        m,
+        x,
+        z,
+        prev,
+        x0,
+    };
+    run_isa(kernel, crate::simd::isa());
+}
+
 type SerialFn<E> = fn(&Scalars<<E as Element>::Compute>, &[E], &[E], &[E], &mut [E], &mut [E]);
 
 /// Picks the monomorphised loop for the runtime modes.
@@ -198,18 +245,18 @@ fn select<E: Element>(p: PredictionType, b: u8, u: bool, z: bool) -> SerialFn<E>
     macro_rules! pick {
         ($p:expr) => {
             match (b, u, z) {
-                (NO_BOUND, false, false) => update_serial::<E, { $p }, NO_BOUND, false, false>,
-                (NO_BOUND, false, true) => update_serial::<E, { $p }, NO_BOUND, false, true>,
-                (NO_BOUND, true, false) => update_serial::<E, { $p }, NO_BOUND, true, false>,
-                (NO_BOUND, true, true) => update_serial::<E, { $p }, NO_BOUND, true, true>,
-                (CLIP, false, false) => update_serial::<E, { $p }, CLIP, false, false>,
-                (CLIP, false, true) => update_serial::<E, { $p }, CLIP, false, true>,
-                (CLIP, true, false) => update_serial::<E, { $p }, CLIP, true, false>,
-                (CLIP, true, true) => update_serial::<E, { $p }, CLIP, true, true>,
-                (_, false, false) => update_serial::<E, { $p }, THRESHOLD, false, false>,
-                (_, false, true) => update_serial::<E, { $p }, THRESHOLD, false, true>,
-                (_, true, false) => update_serial::<E, { $p }, THRESHOLD, true, false>,
-                (_, true, true) => update_serial::<E, { $p }, THRESHOLD, true, true>,
+                (NO_BOUND, false, false) => dispatched::<E, { $p }, NO_BOUND, false, false>,
+                (NO_BOUND, false, true) => dispatched::<E, { $p }, NO_BOUND, false, true>,
+                (NO_BOUND, true, false) => dispatched::<E, { $p }, NO_BOUND, true, false>,
+                (NO_BOUND, true, true) => dispatched::<E, { $p }, NO_BOUND, true, true>,
+                (CLIP, false, false) => dispatched::<E, { $p }, CLIP, false, false>,
+                (CLIP, false, true) => dispatched::<E, { $p }, CLIP, false, true>,
+                (CLIP, true, false) => dispatched::<E, { $p }, CLIP, true, false>,
+                (CLIP, true, true) => dispatched::<E, { $p }, CLIP, true, true>,
+                (_, false, false) => dispatched::<E, { $p }, THRESHOLD, false, false>,
+                (_, false, true) => dispatched::<E, { $p }, THRESHOLD, false, true>,
+                (_, true, false) => dispatched::<E, { $p }, THRESHOLD, true, false>,
+                (_, true, true) => dispatched::<E, { $p }, THRESHOLD, true, true>,
             }
         };
     }
@@ -335,6 +382,35 @@ pub(crate) fn recover_one<E: Element>(
         PredictionType::VPrediction => recover::<E::Compute, V_PREDICTION>(k, m, x).0,
     };
     E::from_compute(x0).to_compute()
+}
+
+/// |x̂₀| (rounded to the element type, as the first thresholding pass stores x̂₀) of each
+/// element into `out`, in one vectorisable loop per prediction type; `out` as long as the
+/// inputs (extra entries are left as they are).
+pub(crate) fn recover_abs_into<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    out: &mut [E::Compute],
+) {
+    #[inline(always)]
+    fn each<E: Element, const P: u8>(
+        k: &Scalars<E::Compute>,
+        m: &[E],
+        x: &[E],
+        out: &mut [E::Compute],
+    ) {
+        for ((o, &mi), &xi) in out.iter_mut().zip(m).zip(x) {
+            let x0 = recover::<E::Compute, P>(k, mi.to_compute(), xi.to_compute()).0;
+            *o = E::from_compute(x0).to_compute().abs();
+        }
+    }
+    match prediction {
+        PredictionType::Epsilon => each::<E, EPSILON>(k, model_output, sample, out),
+        PredictionType::Sample => each::<E, SAMPLE>(k, model_output, sample, out),
+        PredictionType::VPrediction => each::<E, V_PREDICTION>(k, model_output, sample, out),
+    }
 }
 
 /// What the first thresholding pass saw of |x̂₀| against two pivots.

@@ -22,7 +22,7 @@
 //! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
 //! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
 //! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
-//! | [`DdimScheduler`] | `set_timesteps`, `step`, `step_into`, `add_noise`, `get_velocity` |
+//! | [`DdimScheduler`] | `set_timesteps`, `step_in_place` (the loop to write: no allocation), `step`, `step_into`, `add_noise`, `get_velocity` |
 //! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
 //! | [`inverse`] | [`DdimInverseScheduler`]: x₀ → x_T, diffusers' `DDIMInverseScheduler` or the exact mirror of a forward scheduler |
 //! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
@@ -40,7 +40,13 @@
 //! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
 //! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
 //! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
-//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device | `candle-core` |
+//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `candle-core` |
+//! | `candle-transformers` | no | `backend::candle::TransformersDdim`: candle-transformers' Stable Diffusion `Scheduler` trait, so candle's SD code switches to this DDIM by one line | `candle-transformers` |
+//!
+//! The versions of the dependencies users combine with this crate are re-exported:
+//! [`rand`] (for [`DdimScheduler::step_with_rng`]), [`half`], and with their features
+//! `ndarray`, `candle_core` and `candle_transformers`. `DdimConfig` and `DdimInverseConfig`
+//! implement serde's `Serialize`/`Deserialize` in diffusers' key names.
 //!
 //! [`backend`] describes the two tensor backends; `docs/backends.md` their measured parity.
 //!
@@ -57,10 +63,11 @@
 //! let mut scheduler = DdimScheduler::new(config)?;
 //! scheduler.set_timesteps(50)?;
 //! let mut latents = vec![0.3f32; 4 * 8 * 8];
+//! let mut eps = vec![0.0f32; latents.len()];
 //! for &t in scheduler.timesteps() {
-//!     let eps = vec![0.01f32; latents.len()]; // your model here
-//!     let out = scheduler.step(&eps, t, &latents, &StepOptions::default())?;
-//!     latents = out.prev_sample;
+//!     eps.fill(0.01); // your model here writes ε̂ into `eps`
+//!     scheduler.step_in_place(&mut eps, t, &mut latents, &StepOptions::default())?;
+//!     // `latents` is now x_{t_prev}; `eps` holds x̂₀
 //! }
 //! # Ok::<(), ddim::Error>(())
 //! ```
@@ -105,6 +112,7 @@ pub mod error;
 mod finite;
 pub mod guidance;
 pub mod img2img;
+mod in_place;
 pub mod interpolate;
 pub mod inverse;
 mod kernel;
@@ -113,9 +121,17 @@ pub mod policy;
 pub mod rng;
 pub mod schedule;
 mod scheduler;
+mod simd;
 mod threshold;
 pub mod timesteps;
 
+/// The `candle-core` the `candle` backend is built against.
+#[cfg(feature = "candle")]
+pub use candle_core;
+/// The `candle-transformers` whose `Scheduler` trait
+/// [`backend::candle::TransformersDdim`] implements.
+#[cfg(feature = "candle-transformers")]
+pub use candle_transformers;
 pub use coefficients::StepCoefficients;
 pub use config::{
     BetaSchedule, ConfigWarning, DdimConfig, LoadedConfig, PredictionType, TimestepSpacing,
@@ -129,5 +145,25 @@ pub use inverse::{
     DdimInverseConfig, DdimInverseScheduler, InverseConfigWarning, InverseStep, LoadedInverseConfig,
 };
 pub use kernel::PARALLEL_MIN_LEN;
+/// The `ndarray` the `ndarray` backend is built against (build arrays with it to avoid
+/// "multiple different versions of crate ndarray").
+#[cfg(feature = "ndarray")]
+pub use ndarray;
 pub use policy::{BatchFinalAlpha, EtaPolicy, SpacingOverride, VarianceKind, ZeroSnrGuard};
+/// The `rand` this crate is built against: generators for
+/// [`DdimScheduler::step_with_rng`] must come from this version (another `rand`, such as the
+/// one candle-core pulls in, has its own `Rng` trait). [`rng`]'s torch generators need no
+/// `rand` at all.
+///
+/// ```
+/// use ddim::rand::SeedableRng;
+/// let mut rng = ddim::rand::rngs::StdRng::seed_from_u64(0);
+/// let mut s = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
+/// s.set_timesteps(10)?;
+/// let options = ddim::StepOptions { eta: 1.0, ..Default::default() };
+/// s.step_with_rng(&[0.1f32; 4], 900, &[0.5; 4], &options, &mut rng)?;
+/// # Ok::<(), ddim::Error>(())
+/// ```
+pub use rand;
 pub use scheduler::{DdimScheduler, PrevTimestepRule, StepOptions, StepOutput};
+pub use simd::{force_kernel_path, force_portable_kernels, kernel_path, KernelPath};

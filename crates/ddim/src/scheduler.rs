@@ -103,8 +103,8 @@ pub struct StepOutput<T = f32> {
 /// scheduler.set_timesteps(10)?;
 /// let mut x = vec![0.5f32; 8];
 /// for &t in scheduler.timesteps() {
-///     let eps = vec![0.1f32; 8]; // the model's prediction
-///     x = scheduler.step(&eps, t, &x, &StepOptions::default())?.prev_sample;
+///     let mut eps = vec![0.1f32; 8]; // the model's prediction
+///     scheduler.step_in_place(&mut eps, t, &mut x, &StepOptions::default())?;
 /// }
 /// assert!(x.iter().all(|v| v.is_finite()));
 /// # Ok::<(), ddim::Error>(())
@@ -352,7 +352,7 @@ impl DdimScheduler {
     }
 
     /// The model input at `timestep`: DDIM does not scale it, so this is `sample` itself.
-    pub fn scale_model_input<'a>(&self, sample: &'a [f32], _timestep: usize) -> &'a [f32] {
+    pub fn scale_model_input<'a, T: Element>(&self, sample: &'a [T], _timestep: usize) -> &'a [T] {
         sample
     }
 
@@ -573,6 +573,13 @@ impl DdimScheduler {
 
     /// One DDIM step from `timestep`, returning x_{t_prev} and x̂₀ in new buffers.
     ///
+    /// What it costs: two vectors as long as `sample` per call. For latents of a few hundred
+    /// kB the allocator hands out fresh pages (mmap, or a heap trimmed after the last free),
+    /// and their page faults and zeroing can cost several times the step itself (measured in
+    /// `BENCHMARKS.md`). In a loop use [`step_in_place`](Self::step_in_place), which
+    /// overwrites its inputs, or [`step_into`](Self::step_into), which writes into the
+    /// caller's buffers; both give the same bits.
+    ///
     /// With η > 0 the noise comes from `options.variance_noise` (see
     /// [`step_with_rng`](Self::step_with_rng) to draw it from a generator instead).
     ///
@@ -659,7 +666,7 @@ impl DdimScheduler {
         self.step(model_output, timestep, sample, options)
     }
 
-    fn check_step<T: Element>(
+    pub(crate) fn check_step<T: Element>(
         &self,
         model_output: &[T],
         timestep: usize,
@@ -903,7 +910,7 @@ impl DdimScheduler {
 
 /// Where the noise of an η > 0 step comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoiseSource {
+pub(crate) enum NoiseSource {
     /// `StepOptions::variance_noise`, which must then be present.
     Options,
     /// A generator, drawn after the checks.

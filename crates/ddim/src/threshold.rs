@@ -127,6 +127,164 @@ pub(crate) fn recover_x0_and_quantile<E: Element>(
     abs_quantile(x0_out, q, scratch)
 }
 
+/// Calls `f` with |x̂₀| of every element in order, computed a chunk at a time by a
+/// vectorisable loop (the division is the costly part) into a small stack buffer.
+fn for_each_abs<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    mut f: impl FnMut(E::Compute),
+) {
+    const CHUNK: usize = 256;
+    let mut values = [E::Compute::ZERO; CHUNK];
+    for (m, x) in model_output.chunks(CHUNK).zip(sample.chunks(CHUNK)) {
+        kernel::recover_abs_into(prediction, k, m, x, &mut values);
+        for &a in values.iter().take(m.len().min(x.len())) {
+            f(a);
+        }
+    }
+}
+
+/// How many candidate values [`abs_x0_quantile`] keeps on the stack for its final selection.
+const STACK_CANDIDATES: usize = 2048;
+
+/// The quantile of |x̂₀| (torch.quantile's value, as [`recover_x0_and_quantile`] gives it)
+/// without any buffer to write to: the in-place step's first pass, which must leave the model
+/// output and the sample as they are.
+///
+/// x̂₀ is recomputed from `model_output` and `sample` at each pass (rounded to the element
+/// type, as the out-of-place pass stores it). A pass counts the values below a key range,
+/// copies those inside it to a stack buffer while they fit, and builds a 256-bin histogram of
+/// the range; the range starts at the sampled pivots (one pass is then the rule) and is
+/// narrowed to the bins holding the wanted ranks until its values fit on the stack or it
+/// holds one value. The keys are the bits of |x̂₀| as `f64`, whose order is the values' order
+/// for non-negative numbers. No heap allocation.
+pub(crate) fn abs_x0_quantile<E: Element>(
+    prediction: PredictionType,
+    k: &Scalars<E::Compute>,
+    model_output: &[E],
+    sample: &[E],
+    q: f64,
+) -> E::Compute {
+    let n = model_output.len().min(sample.len());
+    let q = E::Compute::from_f64(q).to_f64();
+    let ranks = Ranks::new(n, q);
+    let key = |v: E::Compute| v.to_f64().to_bits();
+    let value = |key: u64| E::Compute::from_f64(f64::from_bits(key));
+    let full = (0u64, f64::INFINITY.to_bits());
+    let sampled = if n >= SAMPLING_MIN_LEN {
+        pivots(prediction, k, model_output, sample, q)
+    } else {
+        None
+    };
+    // The key range [lo, hi] (inclusive) holding the ranks wanted.
+    let (mut lo, mut hi) = sampled.map_or(full, |(l, h)| (key(l), key(h)));
+    let zero = E::from_compute(<E::Compute as Compute>::ZERO);
+    let mut buffer = [zero; STACK_CANDIDATES];
+    // The first pass only counts and collects (comparisons in the compute type); the
+    // histogram is built only when the candidates overflow the stack buffer.
+    let mut with_histogram = false;
+    loop {
+        let span = hi - lo;
+        let shift = (64 - span.leading_zeros()).saturating_sub(8);
+        let mut histogram = [0usize; 256];
+        let (mut below, mut inside, mut has_nan) = (0usize, 0usize, false);
+        if with_histogram {
+            for_each_abs(prediction, k, model_output, sample, |a| {
+                has_nan |= a.is_nan();
+                let kv = key(a);
+                if kv < lo {
+                    below += 1;
+                } else if kv <= hi {
+                    inside += 1;
+                    if let Some(bin) = usize::try_from((kv - lo) >> shift)
+                        .ok()
+                        .and_then(|b| histogram.get_mut(b))
+                    {
+                        *bin += 1;
+                    }
+                }
+            });
+        } else {
+            let (low, high) = (value(lo), value(hi));
+            for_each_abs(prediction, k, model_output, sample, |a| {
+                has_nan |= a.is_nan();
+                below += usize::from(a < low);
+                if a >= low && a <= high {
+                    if let Some(slot) = buffer.get_mut(inside) {
+                        *slot = E::from_compute(a);
+                    }
+                    inside += 1;
+                }
+            });
+        }
+        if has_nan {
+            return E::Compute::from_f64(f64::NAN);
+        }
+        if !(ranks.lo >= below && ranks.hi < below + inside) {
+            // Sampled pivots that miss the ranks: start again over every value (which holds
+            // them all, so this happens at most once).
+            if (lo, hi) == full {
+                return E::Compute::from_f64(f64::NAN); // unreachable: all values are inside
+            }
+            (lo, hi) = full;
+            continue;
+        }
+        if !with_histogram {
+            if let Some(candidates) = buffer.get_mut(..inside) {
+                return ranks.select(candidates, below);
+            }
+            with_histogram = true;
+            continue;
+        }
+        // Narrow to the bins that hold ranks lo and hi.
+        let (mut bin_lo, mut bin_hi) = (None, None);
+        let mut seen = below;
+        for (b, &count) in histogram.iter().enumerate() {
+            if bin_lo.is_none() && ranks.lo < seen + count {
+                bin_lo = Some(b);
+            }
+            if ranks.hi < seen + count {
+                bin_hi = Some(b);
+                break;
+            }
+            seen += count;
+        }
+        let (Some(b_lo), Some(b_hi)) = (bin_lo, bin_hi) else {
+            return E::Compute::from_f64(f64::NAN); // unreachable: the ranks are inside
+        };
+        let bin = |b: usize| {
+            let start = lo + ((b as u64) << shift);
+            (start, start.saturating_add((1u64 << shift) - 1).min(hi))
+        };
+        if b_lo == b_hi {
+            (lo, hi) = bin(b_lo);
+            if lo == hi {
+                // One value holds both ranks.
+                return value(lo);
+            }
+            with_histogram = false;
+            continue;
+        }
+        // Rank hi = rank lo + 1 is the first of its bin and rank lo the last of its own (the
+        // bins between are empty): one more pass finds the two.
+        let ((lo_start, lo_end), (hi_start, hi_end)) = (bin(b_lo), bin(b_hi));
+        let (mut lo_key, mut hi_key) = (lo_start, hi_end);
+        for_each_abs(prediction, k, model_output, sample, |a| {
+            let kv = key(a);
+            if kv >= lo_start && kv <= lo_end && kv > lo_key {
+                lo_key = kv;
+            }
+            if kv >= hi_start && kv <= hi_end && kv < hi_key {
+                hi_key = kv;
+            }
+        });
+        let (lo_value, hi_value) = (value(lo_key).to_f64(), value(hi_key).to_f64());
+        return E::Compute::from_f64(lo_value + ranks.weight * (hi_value - lo_value));
+    }
+}
+
 /// Two values of |x̂₀| from a fixed pseudo-random stratified sample, about three standard
 /// deviations of the sample rank either side of quantile `q`; `None` if the sample holds NaN.
 fn pivots<E: Element>(

@@ -1,4 +1,4 @@
-//! `step_into` makes no heap allocation for latents below the parallel size, in every mode
+//! `step_into` and `step_in_place` (forward, inverse, torch-generator) make no heap allocation for latents below the parallel size, in every mode
 //! (prediction type × clip / threshold / none × η with noise × use_clipped_model_output),
 //! counted by a counting global allocator.
 
@@ -48,10 +48,61 @@ fn step_into_does_not_allocate() {
                         "{prediction_type} clip={clip_sample} threshold={thresholding} eta={eta}: {info:?}"
                     );
                     assert!(prev.iter().any(|v| *v != 0.0));
+                    // The in-place step, on copies made outside the measurement.
+                    let (mut m2, mut x2) = (m.clone(), x.clone());
+                    let info = allocation_counter::measure(|| {
+                        for &t in &scheduler.timesteps()[..3] {
+                            scheduler
+                                .step_in_place(&mut m2, t, &mut x2, &options)
+                                .unwrap();
+                        }
+                    });
+                    assert_eq!(
+                        info.count_total, 0,
+                        "in place: {prediction_type} clip={clip_sample} threshold={thresholding} eta={eta}: {info:?}"
+                    );
+                    assert!(x2 != x);
                 }
             }
         }
     }
+}
+
+#[test]
+fn inverse_and_generator_steps_in_place_do_not_allocate() {
+    use ddim::rng::TorchCpuGenerator;
+    let len = 4 * 128 * 128;
+    let (mut m, mut x, mut noise) = (
+        pseudo_random(len, 1),
+        pseudo_random(len, 2),
+        vec![0.0f32; len],
+    );
+    let mut inverse = ddim::DdimInverseScheduler::new(ddim::DdimInverseConfig::default()).unwrap();
+    inverse.set_timesteps(10).unwrap();
+    let mut scheduler = DdimScheduler::new(DdimConfig::default()).unwrap();
+    scheduler.set_timesteps(10).unwrap();
+    let mut g = TorchCpuGenerator::new(0);
+    let mut gs = [TorchCpuGenerator::new(1), TorchCpuGenerator::new(2)];
+    let options = StepOptions {
+        eta: 1.0,
+        batch_size: 2,
+        ..Default::default()
+    };
+    let info = allocation_counter::measure(|| {
+        for &t in &inverse.timesteps()[..3] {
+            inverse.step_in_place(&mut m, t, &mut x).unwrap();
+        }
+        for &t in &scheduler.timesteps()[..3] {
+            scheduler
+                .step_in_place_with_generator(&mut m, t, &mut x, &options, &mut g, &mut noise)
+                .unwrap();
+            scheduler
+                .step_in_place_with_generators(&mut m, t, &mut x, &options, &mut gs, &mut noise)
+                .unwrap();
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+    assert!(noise.iter().any(|v| *v != 0.0));
 }
 
 #[test]

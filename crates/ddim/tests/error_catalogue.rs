@@ -372,9 +372,15 @@ fn candle_call(name: &str) -> Result<(), Error> {
         "candle-model-output-transposed" => {
             cb::step(&s, &tensor((3, 2), DType::F32), 980, &x, &opts).map(drop)
         }
-        "candle-non-contiguous-output" => {
-            let out = tensor((3, 2), DType::F32).t().unwrap();
-            cb::step_into(&s, &x, 980, &x, &opts, &out, &x.zeros_like().unwrap())
+        "candle-op-error" => {
+            // A failing candle op comes back as `Error::Candle`, holding candle's error (its
+            // first line: candle appends a backtrace when RUST_BACKTRACE is set).
+            let e = ddim::Error::from(x.reshape(7).unwrap_err());
+            let first_line = e.to_string().lines().next().unwrap_or("").to_string();
+            assert!(matches!(e, ddim::Error::Candle(_)));
+            Err(ddim::Error::Candle(candle_core::Error::Msg(
+                first_line.trim_start_matches("candle: ").to_string(),
+            )))
         }
         other => panic!("docs/errors.md names an unknown call `{other}`"),
     }

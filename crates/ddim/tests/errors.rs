@@ -142,8 +142,9 @@ fn noise_and_generator_conflict_and_missing_noise() {
     assert!(matches!(e, Error::MissingNoise { .. }));
     assert_eq!(
         e.to_string(),
-        "eta = 1 > 0 needs noise: pass variance_noise, or use step_with_generator \
-         (torch-compatible) or step_with_rng"
+        "eta = 1 > 0 needs noise: pass variance_noise, or draw it with step_with_generator \
+         (torch-compatible; slices and backend::candle), step_with_rng (slices) or \
+         step_with_device_noise (backend::candle)"
     );
     // With η = 0 noise and generator are ignored, as in diffusers, and no number is drawn.
     let zero = StepOptions {

@@ -259,7 +259,7 @@ fn forward_config_loads_into_the_inverse() {
         timestep_spacing: TimestepSpacing::Trailing,
         ..DdimConfig::stable_diffusion()
     };
-    let loaded = DdimInverseConfig::from_ddim_config(&forward).unwrap();
+    let loaded = DdimInverseConfig::load_ddim_config(&forward).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.extra["_class_name"], "DDIMInverseScheduler");
     assert_eq!(loaded.config.timestep_spacing, TimestepSpacing::Trailing);
@@ -417,10 +417,9 @@ fn matching_equals_diffusers_inverse_where_diffusers_is_consistent() {
             let mut forward = DdimScheduler::new(config.clone()).unwrap();
             forward.set_timesteps(n).unwrap();
             let matching = DdimInverseScheduler::matching(&forward).unwrap();
-            let mut plain = DdimInverseScheduler::new(
-                DdimInverseConfig::from_ddim_config(&config).unwrap().config,
-            )
-            .unwrap();
+            let mut plain =
+                DdimInverseScheduler::new(DdimInverseConfig::from_ddim_config(&config).unwrap())
+                    .unwrap();
             plain.set_timesteps(n).unwrap();
             assert_eq!(matching.timesteps(), plain.timesteps());
             let x = [0.3f32, -0.2, 0.9, -1.4];

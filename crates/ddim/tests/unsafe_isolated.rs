@@ -53,10 +53,11 @@ fn unsafe_appears_only_in_the_dispatch_module() {
         offenders.is_empty(),
         "unsafe outside rng/dispatch.rs: {offenders:?}"
     );
-    // The module's allow, its one unsafe block and the `unsafe fn` it calls.
+    // The module's allow, its three unsafe blocks (the RNG's AVX2 path, the step kernels'
+    // AVX-512 and AVX2 paths) and the two `unsafe fn`s they call.
     assert_eq!(
-        allowed_uses, 3,
-        "rng/dispatch.rs should have exactly 3 unsafe lines"
+        allowed_uses, 6,
+        "rng/dispatch.rs should have exactly 6 unsafe lines"
     );
     let root = std::fs::read_to_string(workspace.join("Cargo.toml")).unwrap();
     assert!(root.contains("unsafe_code = \"deny\""));

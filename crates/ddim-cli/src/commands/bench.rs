@@ -23,6 +23,9 @@ pub(crate) struct Args {
     /// Seconds of timing per row (step and copy, measured alternately).
     #[arg(long, default_value_t = 0.5, value_parser = crate::bounds::seconds, allow_negative_numbers = true)]
     seconds: f64,
+    /// Run the portable step kernels (SSE2 on x86-64) instead of the widest the CPU has.
+    #[arg(long)]
+    portable: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH", value_parser = crate::atomic::parse_output)]
     json: Option<PathBuf>,
@@ -41,9 +44,16 @@ struct Row {
     shape: [usize; 4],
     eta: f32,
     thresholding: bool,
+    /// `step_into`, the caller's buffers.
     step: Duration,
     copy: Duration,
     bytes: usize,
+    /// `step_in_place` plus the refresh of its two inputs (a copy of each, which the in-place
+    /// step overwrites), and the refresh alone.
+    in_place_with_refresh: Duration,
+    refresh: Duration,
+    /// The allocating `step` (two fresh output vectors per call), dropped each time.
+    alloc_step: Duration,
 }
 
 impl Row {
@@ -149,6 +159,35 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 },
                 || copy(&src[..len], &mut dst[..len], n >= ddim::PARALLEL_MIN_LEN),
             );
+            // The in-place step overwrites its inputs: each call starts from fresh copies
+            // (timed with it; the copies alone are timed against it).
+            let (mut mw, mut xw) = (m.clone(), x.clone());
+            let (mut mr, mut xr) = (m.clone(), x.clone());
+            let (in_place_with_refresh, refresh) = time_pair(
+                budget,
+                || {
+                    mw.copy_from_slice(&m);
+                    xw.copy_from_slice(&x);
+                    scheduler
+                        .step_in_place(&mut mw, t, &mut xw, &options)
+                        .expect("inputs were checked on the first call");
+                },
+                || {
+                    mr.copy_from_slice(&m);
+                    xr.copy_from_slice(&x);
+                },
+            );
+            let (alloc_step, _) = time_pair(
+                budget / 2,
+                || {
+                    let out = scheduler
+                        .step(&m, t, &x, &options)
+                        .expect("inputs were checked on the first call");
+                    std::hint::black_box(out);
+                },
+                || {},
+            );
+            std::hint::black_box((&mw, &xw, &mr, &xr));
             rows.push(Row {
                 shape,
                 eta,
@@ -156,6 +195,9 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 step,
                 copy: copy_time,
                 bytes: arrays * n * std::mem::size_of::<f32>(),
+                in_place_with_refresh,
+                refresh,
+                alloc_step,
             });
         }
     }
@@ -179,28 +221,45 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         args.seconds
     });
     let threads = rayon::current_num_threads();
+    ddim::force_portable_kernels(args.portable);
+    let kernel = ddim::kernel_path();
     writeln!(
         out,
-        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads"
+        "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads, \
+         {kernel} kernels\n\
+         # us/step: step_into; in-place+ref: step_in_place plus copying its 2 inputs back \
+         (refresh: the copies alone); alloc step: the allocating step"
     )?;
     writeln!(
         out,
-        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9}",
-        "shape", "eta", "threshold", "us/step", "GB/s", "copy us", "% copy"
+        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9} {:>14} {:>11} {:>12}",
+        "shape",
+        "eta",
+        "threshold",
+        "us/step",
+        "GB/s",
+        "copy us",
+        "% copy",
+        "in-place+ref",
+        "refresh",
+        "alloc step"
     )?;
     let mut rows = Vec::new();
     for &shape in shapes {
         for row in bench_shape(shape, budget)? {
             writeln!(
                 out,
-                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}%",
+                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}% {:>14.2} {:>11.2} {:>12.2}",
                 shape.map(|d| d.to_string()).join("x"),
                 row.eta,
                 row.thresholding,
                 row.step.as_secs_f64() * 1e6,
                 row.gb_per_s(),
                 row.copy.as_secs_f64() * 1e6,
-                row.percent_of_copy()
+                row.percent_of_copy(),
+                row.in_place_with_refresh.as_secs_f64() * 1e6,
+                row.refresh.as_secs_f64() * 1e6,
+                row.alloc_step.as_secs_f64() * 1e6
             )?;
             out.flush()?;
             rows.push(row);
@@ -219,10 +278,13 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
                     "gb_per_s": r.gb_per_s(),
                     "copy_us": r.copy.as_secs_f64() * 1e6,
                     "percent_of_copy": r.percent_of_copy(),
+                    "in_place_with_refresh_us": r.in_place_with_refresh.as_secs_f64() * 1e6,
+                    "refresh_us": r.refresh.as_secs_f64() * 1e6,
+                    "alloc_step_us": r.alloc_step.as_secs_f64() * 1e6,
                 })
             })
             .collect();
-        let doc = json!({"implementation": "ddim", "threads": threads, "results": results});
+        let doc = json!({"implementation": "ddim", "threads": threads, "kernel_path": kernel.as_str(), "results": results});
         crate::atomic::write(
             path,
             (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),

@@ -1,9 +1,18 @@
 //! The scheduler on [`candle_core::Tensor`]s (feature `candle`): F16, BF16, F32, F64, on any
 //! device.
 //!
-//! Free functions that take the scheduler first: [`step`], [`step_with_device_noise`],
-//! [`step_into`], [`add_noise`], [`get_velocity`]; [`CandleBackend`] has the same methods
-//! with a choice of [`Dispatch`]. Tensors are batch-major: axis 0 is the batch (dynamic
+//! Free functions that take the scheduler first: [`step`], [`step_with_generator`]
+//! (torch-seeded noise), [`step_with_device_noise`], [`add_noise`], [`get_velocity`];
+//! [`CandleBackend`] has the same methods with a choice of [`Dispatch`]. Around the step:
+//! guidance ([`classifier_free_guidance`], [`rescale_noise_cfg`], [`guide`]), torch-seeded
+//! latents ([`randn_latents`]), the inverse scheduler ([`inverse_step`]),
+//! [`batch_step_no_noise`] and [`scale_model_input`]. A `ddim::Error` converts into a
+//! `candle_core::Error`, so `?` works in candle code.
+//!
+//! There is no in-place step on tensors: a candle tensor's clones share its storage, so
+//! writing into one would change the others. [`step`] returns fresh tensors, as candle's own
+//! ops do; for contiguous CPU tensors it reads the inputs in place and allocates just the two
+//! outputs. Tensors are batch-major: axis 0 is the batch (dynamic
 //! thresholding is per item of axis 0; `add_noise` takes one timestep per item, or one for
 //! all).
 //!
@@ -42,7 +51,18 @@
 //! # Ok::<(), ddim::Error>(())
 //! ```
 
+mod guidance;
 mod kernels;
+mod more;
+mod noise;
+#[cfg(feature = "candle-transformers")]
+mod transformers;
+
+pub use guidance::{classifier_free_guidance, guide, guide_with_ops, rescale_noise_cfg};
+pub use more::{batch_step_no_noise, inverse_step, scale_model_input};
+pub use noise::{randn_latents, randn_latents_per_item, step_with_generator};
+#[cfg(feature = "candle-transformers")]
+pub use transformers::{TransformersDdim, TransformersDdimConfig};
 
 use candle_core::{DType, Tensor};
 
@@ -138,42 +158,6 @@ pub fn step_with_device_noise(
         timestep,
         sample,
         options,
-    )
-}
-
-/// [`CandleBackend::step_into`] with [`Dispatch::Auto`].
-///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// let mut scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
-/// scheduler.set_timesteps(10)?;
-/// let x = Tensor::new(&[0.5f32, -0.25], &Device::Cpu)?;
-/// let (prev, x0) = (x.zeros_like()?, x.zeros_like()?);
-/// ddim::backend::candle::step_into(&scheduler, &x, 900, &x, &Default::default(), &prev, &x0)?;
-/// assert_ne!(prev.to_vec1::<f32>()?, vec![0.0, 0.0]);
-/// # Ok::<(), ddim::Error>(())
-/// ```
-///
-/// # Errors
-///
-/// As [`CandleBackend::step_into`].
-pub fn step_into(
-    scheduler: &DdimScheduler,
-    model_output: &Tensor,
-    timestep: usize,
-    sample: &Tensor,
-    options: &TensorStepOptions<&Tensor>,
-    prev_sample: &Tensor,
-    pred_original_sample: &Tensor,
-) -> Result<()> {
-    CandleBackend::default().step_into(
-        scheduler,
-        model_output,
-        timestep,
-        sample,
-        options,
-        prev_sample,
-        pred_original_sample,
     )
 }
 
@@ -291,6 +275,28 @@ fn check_step_inputs(
     Ok(())
 }
 
+/// [`TensorStepOptions::check_finite`] for tensors the fused path does not read: each input
+/// copied to the host as f64 (exact for every supported dtype) and checked there.
+fn check_finite_on_host(
+    model_output: &Tensor,
+    sample: &Tensor,
+    options: &TensorStepOptions<&Tensor>,
+    timestep: usize,
+) -> Result<()> {
+    let noise = options.variance_noise.filter(|_| options.eta > 0.0);
+    for (name, t) in [
+        ("model_output", Some(model_output)),
+        ("sample", Some(sample)),
+        ("variance_noise", noise),
+    ] {
+        if let Some(t) = t {
+            let values = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+            crate::finite::check_finite(name, &values, timestep)?;
+        }
+    }
+    Ok(())
+}
+
 impl CandleBackend {
     /// One DDIM step on tensors (see [`DdimScheduler::step`] for the update):
     /// x_{t_prev} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ_t²)·ε̂ + σ_t·z, with x̂₀ and ε̂ recovered
@@ -339,6 +345,9 @@ impl CandleBackend {
             }
         }
         let c = scheduler.step_coefficients(timestep, options.eta)?;
+        if options.check_finite {
+            check_finite_on_host(model_output, sample, options, timestep)?;
+        }
         let noise = if options.eta > 0.0 {
             Some(
                 options
@@ -406,56 +415,6 @@ impl CandleBackend {
             return self.step(scheduler, model_output, timestep, sample, &options);
         }
         self.step(scheduler, model_output, timestep, sample, options)
-    }
-
-    /// Like [`step`](Self::step), writing x_{t_prev} into `prev_sample` and x̂₀ into
-    /// `pred_original_sample`, which must be contiguous tensors of the sample's shape and
-    /// dtype on its device. The results are computed as by `step` and copied in (candle
-    /// tensors cannot be written in place otherwise without `unsafe`).
-    ///
-    /// ```
-    /// use candle_core::{Device, Tensor};
-    /// use ddim::backend::candle::CandleBackend;
-    /// let mut scheduler = ddim::DdimScheduler::new(ddim::DdimConfig::default())?;
-    /// scheduler.set_timesteps(10)?;
-    /// let x = Tensor::new(&[0.5f32, -0.25], &Device::Cpu)?;
-    /// let (prev, x0) = (x.zeros_like()?, x.zeros_like()?);
-    /// CandleBackend::default().step_into(&scheduler, &x, 900, &x, &Default::default(), &prev, &x0)?;
-    /// assert_ne!(x0.to_vec1::<f32>()?, vec![0.0, 0.0]);
-    /// # Ok::<(), ddim::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`step`](Self::step), [`Error::ShapeMismatch`] or [`Error::UnsupportedDtype`] for
-    /// outputs unlike the sample, and [`Error::Candle`] for non-contiguous outputs. On error
-    /// the outputs are untouched.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_into(
-        &self,
-        scheduler: &DdimScheduler,
-        model_output: &Tensor,
-        timestep: usize,
-        sample: &Tensor,
-        options: &TensorStepOptions<&Tensor>,
-        prev_sample: &Tensor,
-        pred_original_sample: &Tensor,
-    ) -> Result<()> {
-        check_like("prev_sample", sample, prev_sample)?;
-        check_like("pred_original_sample", sample, pred_original_sample)?;
-        for out in [prev_sample, pred_original_sample] {
-            if !out.is_contiguous() {
-                return Err(candle_core::Error::RequiresContiguous { op: "step_into" }.into());
-            }
-        }
-        let out = self.step(scheduler, model_output, timestep, sample, options)?;
-        for (dst, src) in [
-            (prev_sample, &out.prev_sample),
-            (pred_original_sample, &out.pred_original_sample),
-        ] {
-            dst.flatten_all()?.slice_set(&src.flatten_all()?, 0, 0)?;
-        }
-        Ok(())
     }
 
     /// Forward diffusion q(x_t | x₀) on tensors: x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε, with one
@@ -622,9 +581,9 @@ mod tests {
             ));
         }
     }
-    /// Empty and 0-d tensors, on both paths; `step_into` writes what `step` returns.
+    /// Empty and 0-d tensors, on both paths.
     #[test]
-    fn scalar_empty_and_into() {
+    fn scalar_and_empty() {
         let mut scheduler = DdimScheduler::new(crate::DdimConfig::default()).unwrap();
         scheduler.set_timesteps(10).unwrap();
         let opts = TensorStepOptions::default();
@@ -637,21 +596,6 @@ mod tests {
                 .step(&scheduler, &empty, 900, &empty, &opts)
                 .unwrap();
             assert_eq!(out.prev_sample.dims(), &[0, 4]);
-            let x = Tensor::new(&[[0.5f64, -1.5], [2.0, 0.25]], &Device::Cpu).unwrap();
-            let m = (&x * 0.3).unwrap();
-            let want = backend.step(&scheduler, &m, 900, &x, &opts).unwrap();
-            let (prev, x0) = (x.zeros_like().unwrap(), x.zeros_like().unwrap());
-            backend
-                .step_into(&scheduler, &m, 900, &x, &opts, &prev, &x0)
-                .unwrap();
-            assert_eq!(
-                prev.to_vec2::<f64>().unwrap(),
-                want.prev_sample.to_vec2::<f64>().unwrap()
-            );
-            assert_eq!(
-                x0.to_vec2::<f64>().unwrap(),
-                want.pred_original_sample.to_vec2::<f64>().unwrap()
-            );
         }
     }
 }

@@ -39,6 +39,11 @@ pub struct TensorStepOptions<N> {
     pub use_clipped_model_output: bool,
     /// The noise z of σ_t·z, the sample's shape; used only when η > 0.
     pub variance_noise: Option<N>,
+    /// Refuse NaN and ±∞ in the inputs with [`Error::NonFinite`](crate::Error::NonFinite)
+    /// (the index is in logical, row-major order), as
+    /// [`StepOptions::check_finite`](crate::StepOptions::check_finite). Off by default. On
+    /// candle tensors off the CPU the check copies the inputs to the host.
+    pub check_finite: bool,
 }
 
 impl<N> Default for TensorStepOptions<N> {
@@ -47,6 +52,7 @@ impl<N> Default for TensorStepOptions<N> {
             eta: 0.0,
             use_clipped_model_output: false,
             variance_noise: None,
+            check_finite: false,
         }
     }
 }

@@ -70,7 +70,7 @@ fn slice_options<'a, T>(
         use_clipped_model_output: options.use_clipped_model_output,
         variance_noise: noise,
         batch_size,
-        ..Default::default()
+        check_finite: options.check_finite,
     }
 }
 

@@ -204,11 +204,12 @@ impl DdimInverseConfig {
 
     /// `DDIMInverseScheduler.from_config` of a forward config, through the JSON diffusers
     /// would save it as (`_class_name = "DDIMScheduler"`, so the three thresholding keys are
-    /// dropped silently, as in diffusers).
+    /// dropped silently, as in diffusers), with the loader's warnings; see
+    /// [`from_ddim_config`](Self::from_ddim_config) for the config alone.
     ///
     /// ```
     /// let forward = ddim::DdimConfig { thresholding: true, ..ddim::DdimConfig::stable_diffusion() };
-    /// let loaded = ddim::DdimInverseConfig::from_ddim_config(&forward)?;
+    /// let loaded = ddim::DdimInverseConfig::load_ddim_config(&forward)?;
     /// assert!(loaded.warnings.is_empty());
     /// assert_eq!(loaded.config.steps_offset, 1);
     /// # Ok::<(), ddim::Error>(())
@@ -217,8 +218,24 @@ impl DdimInverseConfig {
     /// # Errors
     ///
     /// As [`load_json_object`](Self::load_json_object).
-    pub fn from_ddim_config(config: &DdimConfig) -> Result<LoadedInverseConfig> {
+    pub fn load_ddim_config(config: &DdimConfig) -> Result<LoadedInverseConfig> {
         Self::load_json_object(&config.to_json_object())
+    }
+
+    /// The inverse config of a forward config, as [`load_ddim_config`](Self::load_ddim_config)
+    /// builds it, without the warnings (the `from_*`/`load_*` naming of [`DdimConfig`]).
+    ///
+    /// ```
+    /// let inverse = ddim::DdimInverseConfig::from_ddim_config(&ddim::DdimConfig::stable_diffusion())?;
+    /// assert_eq!(inverse.steps_offset, 1);
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load_json_object`](Self::load_json_object).
+    pub fn from_ddim_config(config: &DdimConfig) -> Result<Self> {
+        Ok(Self::load_ddim_config(config)?.config)
     }
 
     /// Parses a `scheduler_config.json` text as `DDIMInverseScheduler.from_config` would.

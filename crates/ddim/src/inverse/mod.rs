@@ -70,8 +70,8 @@ enum Levels {
 /// assert_eq!(inverse.timesteps()[..3], [0, 100, 200]);
 /// let mut x = vec![0.5f32; 4]; // x₀
 /// for &t in inverse.timesteps() {
-///     let eps = vec![0.1f32; 4]; // the model's prediction
-///     x = inverse.step(&eps, t, &x)?.prev_sample;
+///     let mut eps = vec![0.1f32; 4]; // the model's prediction
+///     inverse.step_in_place(&mut eps, t, &mut x)?; // x is now x_t
 /// }
 /// # Ok::<(), ddim::Error>(())
 /// ```
@@ -260,7 +260,7 @@ impl DdimInverseScheduler {
     }
 
     /// The model input: not scaled, so `sample` itself.
-    pub fn scale_model_input<'a>(&self, sample: &'a [f32], _timestep: usize) -> &'a [f32] {
+    pub fn scale_model_input<'a, T: Element>(&self, sample: &'a [T], _timestep: usize) -> &'a [T] {
         sample
     }
 
@@ -364,6 +364,8 @@ impl DdimInverseScheduler {
 
     /// One inverse step at loop timestep `timestep`: x_t from the sample at ᾱ_s and the model
     /// output, in new buffers (`prev_sample` holds x_t, `pred_original_sample` the clipped x̂₀).
+    /// Two vectors per call: in a loop, [`step_in_place`](Self::step_in_place) gives the same
+    /// bits without allocating.
     ///
     /// # Errors
     ///
@@ -419,17 +421,7 @@ impl DdimInverseScheduler {
             }
         }
         let c = inverse_coefficients(&levels);
-        let rule = UpdateRule {
-            prediction: self.config.prediction_type,
-            coefficients: &c,
-            bound: if self.config.clip_sample {
-                X0Bound::Clip(self.config.clip_sample_range)
-            } else {
-                X0Bound::None
-            },
-            use_clipped_model_output: false,
-            add_noise: false,
-        };
+        let rule = self.update_rule(&c);
         kernel::ddim_update(
             rule,
             model_output,
@@ -439,6 +431,60 @@ impl DdimInverseScheduler {
             pred_original_sample,
         );
         Ok(())
+    }
+
+    /// One inverse step in place: `sample` becomes x_t and `model_output` becomes the
+    /// clipped x̂₀, bit for bit what [`step`](Self::step) returns; allocates nothing below
+    /// [`PARALLEL_MIN_LEN`](crate::PARALLEL_MIN_LEN). [`step`](Self::step) returns two new
+    /// vectors instead, whose fresh pages can cost more than the step.
+    ///
+    /// ```
+    /// use ddim::{DdimInverseConfig, DdimInverseScheduler};
+    /// let mut inverse = DdimInverseScheduler::new(DdimInverseConfig::default())?;
+    /// inverse.set_timesteps(10)?;
+    /// let mut x = vec![0.5f32; 4]; // x₀
+    /// for &t in inverse.timesteps() {
+    ///     let mut eps = vec![0.1f32; 4]; // the model's prediction
+    ///     inverse.step_in_place(&mut eps, t, &mut x)?;
+    /// }
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`step`](Self::step). On error neither buffer is changed.
+    pub fn step_in_place<T: Element>(
+        &self,
+        model_output: &mut [T],
+        timestep: usize,
+        sample: &mut [T],
+    ) -> Result<()> {
+        let levels = self.step_levels(timestep)?;
+        if model_output.len() != sample.len() {
+            return Err(Error::LengthMismatch {
+                name: "model_output",
+                expected: sample.len(),
+                got: model_output.len(),
+            });
+        }
+        let c = inverse_coefficients(&levels);
+        kernel::ddim_update_in_place(self.update_rule(&c), model_output, sample, None);
+        Ok(())
+    }
+
+    /// The settings of the shared fused kernel for an inverse step.
+    fn update_rule<'c>(&self, c: &'c StepCoefficients) -> UpdateRule<'c> {
+        UpdateRule {
+            prediction: self.config.prediction_type,
+            coefficients: c,
+            bound: if self.config.clip_sample {
+                X0Bound::Clip(self.config.clip_sample_range)
+            } else {
+                X0Bound::None
+            },
+            use_clipped_model_output: false,
+            add_noise: false,
+        }
     }
 }
 

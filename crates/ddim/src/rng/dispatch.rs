@@ -1,4 +1,5 @@
-//! Runtime CPU dispatch for the generator's hot loops: the crate's only `unsafe`.
+//! Runtime CPU dispatch for the generator's hot loops and the step kernels ([`run_isa`]): the
+//! crate's only `unsafe`.
 //!
 //! A [`Kernel`] is written once, generic over `FMA` (whether `f32::mul_add` is a hardware
 //! instruction where it runs), with `#[inline(always)]` on everything it calls. [`run`]
@@ -61,6 +62,66 @@ pub(crate) fn run<K: Kernel>(kernel: K, simd: bool) -> K::Output {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
     kernel.run::<{ cfg!(target_feature = "fma") }>()
+}
+
+/// Whether this CPU supports the features [`run_avx512`] is compiled with (AVX-512F, AVX2,
+/// FMA). Always `false` on other targets.
+pub(crate) fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && simd_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The instruction sets a kernel can be compiled for, widest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// The crate's own target features (SSE2 on baseline x86-64).
+    Portable,
+    /// AVX2 + FMA.
+    Avx2,
+    /// AVX-512F (+ AVX2, FMA).
+    Avx512,
+}
+
+/// Runs `kernel` compiled for `isa`, or for the portable target when the CPU lacks it (the
+/// step kernels, which use only IEEE operations and no `mul_add`: the same bits on every
+/// path).
+#[inline]
+pub(crate) fn run_isa<K: Kernel>(kernel: K, isa: Isa) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512 if avx512_available() => {
+            // SAFETY: `run_avx512` is unsafe only because it is compiled with target features
+            // (avx512f, avx2, fma) beyond the baseline; `avx512_available()` has just checked
+            // at runtime that this CPU and OS support all three. Its body is safe code.
+            return unsafe { run_avx512(kernel) };
+        }
+        Isa::Avx2 if simd_available() => {
+            // SAFETY: as in `run`: `simd_available()` has just checked AVX2 and FMA, the
+            // features `run_avx2_fma` is compiled with; its body is safe code.
+            return unsafe { run_avx2_fma(kernel) };
+        }
+        _ => {}
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    kernel.run::<{ cfg!(target_feature = "fma") }>()
+}
+
+/// `kernel` compiled with AVX-512F, AVX2 and FMA (16 f32 lanes).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F, AVX2 and FMA ([`avx512_available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<true>()
 }
 
 /// `kernel` compiled with AVX2 and FMA: its `#[inline(always)]` body is compiled into this

@@ -46,7 +46,7 @@ use crate::Element;
 
 mod cpu;
 mod cuda;
-mod dispatch;
+pub(crate) mod dispatch;
 mod latents;
 mod mathfun;
 mod mt19937;

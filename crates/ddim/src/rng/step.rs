@@ -88,6 +88,90 @@ impl DdimScheduler {
         self.step(model_output, timestep, sample, options)
     }
 
+    /// [`step_with_generator`](Self::step_with_generator) in place, as
+    /// [`step_in_place`](Self::step_in_place): `sample` becomes x_{t_prev}, `model_output`
+    /// becomes x̂₀, and when η > 0 the noise is drawn into the caller's `noise` buffer (as long
+    /// as `sample`; left untouched when η = 0). Bit for bit what `step_with_generator` returns,
+    /// with the same draws; allocates nothing below [`PARALLEL_MIN_LEN`](crate::PARALLEL_MIN_LEN).
+    ///
+    /// ```
+    /// use ddim::rng::TorchCpuGenerator;
+    /// use ddim::{DdimConfig, DdimScheduler, StepOptions};
+    /// let mut scheduler = DdimScheduler::new(DdimConfig::default())?;
+    /// scheduler.set_timesteps(10)?;
+    /// let mut g = TorchCpuGenerator::new(0);
+    /// let (mut latents, mut noise) = (vec![0.5f32; 32], vec![0.0f32; 32]);
+    /// let options = StepOptions { eta: 1.0, ..Default::default() };
+    /// for &t in scheduler.timesteps() {
+    ///     let mut eps = vec![0.1f32; 32]; // the model's prediction
+    ///     scheduler.step_in_place_with_generator(&mut eps, t, &mut latents, &options, &mut g, &mut noise)?;
+    /// }
+    /// # Ok::<(), ddim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`step_with_generator`](Self::step_with_generator), and [`Error::LengthMismatch`]
+    /// for a `noise` buffer of the wrong length (η > 0). On error nothing is drawn or changed.
+    pub fn step_in_place_with_generator<T: RandnElement, G: NoiseGenerator + ?Sized>(
+        &self,
+        model_output: &mut [T],
+        timestep: usize,
+        sample: &mut [T],
+        options: &StepOptions<'_, T>,
+        generator: &mut G,
+        noise: &mut [T],
+    ) -> Result<()> {
+        if options.eta > 0.0 {
+            self.check_before_drawing(model_output, timestep, sample, options)?;
+            check_noise_buffer(noise, sample.len())?;
+            T::fill_randn(generator, noise);
+            let options = StepOptions {
+                variance_noise: Some(noise),
+                ..*options
+            };
+            return self.step_in_place(model_output, timestep, sample, &options);
+        }
+        self.step_in_place(model_output, timestep, sample, options)
+    }
+
+    /// [`step_with_generators`](Self::step_with_generators) in place (one generator, or one
+    /// per batch item), the noise drawn into the caller's `noise` buffer; see
+    /// [`step_in_place_with_generator`](Self::step_in_place_with_generator).
+    ///
+    /// # Errors
+    ///
+    /// As [`step_with_generators`](Self::step_with_generators), and
+    /// [`Error::LengthMismatch`] for a `noise` buffer of the wrong length (η > 0). On error
+    /// nothing is drawn or changed.
+    pub fn step_in_place_with_generators<T: RandnElement, G: NoiseGenerator>(
+        &self,
+        model_output: &mut [T],
+        timestep: usize,
+        sample: &mut [T],
+        options: &StepOptions<'_, T>,
+        generators: &mut [G],
+        noise: &mut [T],
+    ) -> Result<()> {
+        if options.eta > 0.0 {
+            self.check_before_drawing(model_output, timestep, sample, options)?;
+            if generators.len() != 1 && generators.len() != options.batch_size {
+                return Err(Error::GeneratorCountMismatch {
+                    generators: generators.len(),
+                    batch_size: options.batch_size,
+                });
+            }
+            check_noise_buffer(noise, sample.len())?;
+            fill_per_item(noise, options.batch_size, generators)?;
+            let options = StepOptions {
+                variance_noise: Some(noise),
+                ..*options
+            };
+            return self.step_in_place(model_output, timestep, sample, &options);
+        }
+        self.step_in_place(model_output, timestep, sample, options)
+    }
+
     /// The checks of `step` that do not need the noise, so that a failing call draws nothing.
     fn check_before_drawing<T>(
         &self,
@@ -129,5 +213,17 @@ impl DdimScheduler {
             ..*options
         };
         self.step(model_output, timestep, sample, &options)
+    }
+}
+
+fn check_noise_buffer<T>(noise: &[T], len: usize) -> Result<()> {
+    if noise.len() == len {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            name: "noise",
+            expected: len,
+            got: noise.len(),
+        })
     }
 }

@@ -60,6 +60,7 @@ impl StepInputs<'_> {
             eta: self.eta,
             use_clipped_model_output: self.ucmo,
             variance_noise: noise,
+            ..Default::default()
         }
     }
 }

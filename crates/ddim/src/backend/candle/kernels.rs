@@ -17,7 +17,10 @@ use crate::threshold;
 const CUDA_SORT_MAX_ROW: usize = 8192;
 
 /// The tensor's elements as a slice of its CPU storage, when it is on the CPU and contiguous.
-fn cpu_slice<'g, T: WithDType>(storage: &'g Storage, layout: &Layout) -> Option<&'g [T]> {
+pub(super) fn cpu_slice<'g, T: WithDType>(
+    storage: &'g Storage,
+    layout: &Layout,
+) -> Option<&'g [T]> {
     match storage {
         Storage::Cpu(cpu) => {
             let (start, end) = layout.contiguous_offsets()?;
@@ -59,14 +62,12 @@ pub(super) fn fused_step<T: Element + WithDType>(
             },
             None => None,
         };
-        // `..Default::default()` keeps this literal valid when StepOptions gains a field.
-        #[allow(clippy::needless_update)]
         let slice_options = StepOptions {
             eta: options.eta,
             use_clipped_model_output: options.use_clipped_model_output,
             variance_noise: z,
             batch_size: batch_of(sample.dims()),
-            ..Default::default()
+            check_finite: options.check_finite,
         };
         scheduler.step(m, timestep, x, &slice_options)?
     };
