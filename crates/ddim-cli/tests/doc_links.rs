@@ -104,12 +104,12 @@ fn mask_line(line: &str, in_comment: &mut bool) -> String {
             }
             match close {
                 Some(end) => {
-                    out.extend(std::iter::repeat(' ').take(end - i));
+                    out.push_str(&" ".repeat(end - i));
                     i = end;
                 }
                 None => {
                     // No closing run: the backticks are literal.
-                    out.extend(std::iter::repeat('`').take(run));
+                    out.push_str(&"`".repeat(run));
                     i += run;
                 }
             }
