@@ -118,6 +118,8 @@ pub mod inverse;
 mod kernel;
 mod parallel;
 pub mod policy;
+#[cfg(doctest)]
+mod readme;
 pub mod rng;
 pub mod schedule;
 mod scheduler;
