@@ -77,7 +77,7 @@
 //! β, ᾱ and every step operation follow torch's float32 arithmetic in diffusers' order
 //! (FMA linspace, f64-accumulated cumprod, per-op f32, no contraction). Square roots are IEEE;
 //! torch's CPU `sqrt` is not correctly rounded on every machine, so results can differ from
-//! diffusers by a few ulps (the README gives the measured figure). Where diffusers is wrong
+//! diffusers by a few ulps (`docs/parity.md` in the repository gives the measured figure). Where diffusers is wrong
 //! (see [`timesteps`]), this crate returns valid output or an error, and documents which.
 //!
 //! The library never prints: config warnings are returned ([`ConfigWarning`]).
