@@ -4,53 +4,7 @@
 //! behaviour and the numbers of Hugging Face diffusers' `DDIMScheduler` (0.42.1, torch CPU,
 //! float32), reading a model's `scheduler_config.json`.
 //!
-//! ## The maths
-//!
-//! Training adds noise with a schedule β_t, t = 0 … T−1: ᾱ_t = ∏_{s≤t}(1 − β_s) and
-//! x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε. Sampling walks down `n` chosen timesteps; at each, the model
-//! output gives x̂₀ and ε̂, and DDIM moves to the previous timestep:
-//!
-//! x_{t_prev} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ_t²)·ε̂ + σ_t·z,
-//! σ_t = η·√((1 − ᾱ_prev)/(1 − ᾱ_t)·(1 − ᾱ_t/ᾱ_prev)).
-//!
-//! η = 0 is deterministic (DDIM proper); η = 1 matches DDPM's posterior variance.
-//!
-//! ## The pieces
-//!
-//! | module | what |
-//! |---|---|
-//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
-//! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
-//! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
-//! | [`DdimScheduler`] | `set_timesteps`, `step_in_place` (the loop to write: no allocation), `step`, `step_into`, `add_noise`, `get_velocity` |
-//! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
-//! | [`inverse`] | [`DdimInverseScheduler`]: x₀ → x_T, diffusers' `DDIMInverseScheduler` or the exact mirror of a forward scheduler |
-//! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
-//! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
-//! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
-//! | [`policy`] | options beyond diffusers (previous-timestep rule, quad spacing, safe η, DDPM σ̂, zero-SNR guard), diffusers' behaviour by default; custom timesteps; [`DdimScheduler::batch_step_no_noise`] |
-//! | [`rng`] | torch-compatible noise: `torch.Generator('cpu')` bit for bit, a CUDA Philox model, `randn_tensor` latents, `step_with_generator` |
-//!
-//! ## Features
-//!
-//! All additive; the default build depends on no tensor framework.
-//!
-//! | feature | default | what it adds | dependency |
-//! |---|---|---|---|
-//! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
-//! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
-//! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
-//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `candle-core` |
-//! | `candle-transformers` | no | `backend::candle::TransformersDdim`: candle-transformers' Stable Diffusion `Scheduler` trait, so candle's SD code switches to this DDIM by one line | `candle-transformers` |
-//!
-//! The versions of the dependencies users combine with this crate are re-exported:
-//! [`rand`] (for [`DdimScheduler::step_with_rng`]), [`half`], and with their features
-//! `ndarray`, `candle_core` and `candle_transformers`. `DdimConfig` and `DdimInverseConfig`
-//! implement serde's `Serialize`/`Deserialize` in diffusers' key names.
-//!
-//! [`backend`] describes the two tensor backends; `docs/backends.md` their measured parity.
-//!
-//! ## Quick start
+//! ## The loop
 //!
 //! ```
 //! use ddim::{DdimConfig, DdimScheduler, StepOptions};
@@ -72,6 +26,52 @@
 //! # Ok::<(), ddim::Error>(())
 //! ```
 //!
+//! ## Features
+//!
+//! All additive; the default build depends on no tensor framework.
+//!
+//! | feature | default | what it adds | dependency |
+//! |---|---|---|---|
+//! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
+//! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
+//! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
+//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `candle-core` |
+//! | `candle-transformers` | no | `backend::candle::TransformersDdim`: candle-transformers' Stable Diffusion `Scheduler` trait, so candle's SD code switches to this DDIM by one line | `candle-transformers` |
+//!
+//! The versions of the dependencies users combine with this crate are re-exported:
+//! [`rand`] (for [`DdimScheduler::step_with_rng`]), [`half`], and with their features
+//! `ndarray`, `candle_core` and `candle_transformers`. `DdimConfig` and `DdimInverseConfig`
+//! implement serde's `Serialize`/`Deserialize` in diffusers' key names.
+//!
+//! [`backend`] describes the two tensor backends; `docs/backends.md` their measured parity.
+//!
+//! ## The pieces
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | [`DdimConfig`] and its modes; load `scheduler_config.json` like `from_config` (also by model id from the local Hugging Face cache, [`config::hub`]); save like `to_json_string` |
+//! | [`schedule`] | β (linear, scaled_linear, squaredcos_cap_v2, trained), zero-terminal-SNR rescale, ᾱ |
+//! | [`timesteps`] | leading / linspace / trailing spacing, exactly `n` valid timesteps |
+//! | [`DdimScheduler`] | `set_timesteps`, `step_in_place` (the loop to write: no allocation), `step`, `step_into`, `add_noise`, `get_velocity` |
+//! | [`StepCoefficients`] | the per-step scalars (ᾱ_t, ᾱ_prev, σ_t, …) |
+//! | [`inverse`] | [`DdimInverseScheduler`]: x₀ → x_T, diffusers' `DDIMInverseScheduler` or the exact mirror of a forward scheduler |
+//! | [`interpolate`] | [`slerp`] and [`lerp`] of latents |
+//! | [`guidance`] | classifier-free guidance and `rescale_noise_cfg` (guidance_rescale), per sample |
+//! | [`img2img`] | img2img `strength` → the timesteps to walk and the timestep to noise the image to |
+//! | [`policy`] | options beyond diffusers (previous-timestep rule, quad spacing, safe η, DDPM σ̂, zero-SNR guard), diffusers' behaviour by default; custom timesteps; [`DdimScheduler::batch_step_no_noise`] |
+//! | [`rng`] | torch-compatible noise: `torch.Generator('cpu')` bit for bit, a CUDA Philox model, `randn_tensor` latents, `step_with_generator` |
+//!
+//! ## The maths
+//!
+//! Training adds noise with a schedule β_t, t = 0 … T−1: ᾱ_t = ∏_{s≤t}(1 − β_s) and
+//! x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε. Sampling walks down `n` chosen timesteps; at each, the model
+//! output gives x̂₀ and ε̂, and DDIM moves to the previous timestep:
+//!
+//! x_{t_prev} = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ_t²)·ε̂ + σ_t·z,
+//! σ_t = η·√((1 − ᾱ_prev)/(1 − ᾱ_t)·(1 − ᾱ_t/ᾱ_prev)).
+//!
+//! η = 0 is deterministic (DDIM proper); η = 1 matches DDPM's posterior variance.
+//!
 //! ## Numerics
 //!
 //! β, ᾱ and every step operation follow torch's float32 arithmetic in diffusers' order
@@ -81,6 +81,14 @@
 //! (see [`timesteps`]), this crate returns valid output or an error, and documents which.
 //!
 //! The library never prints: config warnings are returned ([`ConfigWarning`]).
+//!
+//! ## Links
+//!
+//! In the repository: `README.md` (the two commands, `ddim generate`), `docs/parity.md` (every
+//! measured difference from diffusers), `docs/backends.md` (ndarray and candle),
+//! `docs/torch-rng.md` (torch's noise, bit for bit), `docs/errors.md` (every error message),
+//! `BENCHMARKS.md`, `RELIABILITY.md`; the Stable Diffusion pipelines are the `ddim-pipeline`
+//! crate.
 
 #![deny(missing_docs)]
 // docs.rs (nightly, `--cfg docsrs`): feature-gated items show the feature they need.
