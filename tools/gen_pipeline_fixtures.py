@@ -117,33 +117,23 @@ def text_encoder(tok: CLIPTokenizer, hidden_act: str, layers: int, heads: int) -
     return CLIPTextModel(config).eval()
 
 
-def sd1() -> StableDiffusionPipeline:
-    tok = tokenizer("<|endoftext|>")
-    te = text_encoder(tok, "quick_gelu", layers=2, heads=4)
-    torch.manual_seed(1)
+def pipeline(tok, te, unet: dict, vae: dict, seeds: tuple[int, int], **scheduler) -> StableDiffusionPipeline:
+    """A pipeline around `tok` and `te` with a tiny random UNet and VAE (4 blocks: scale
+    factor 8, 8x8 latents for 64x64 images) and an SD-style DDIM scheduler."""
+    torch.manual_seed(seeds[0])
     unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=32,
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, cross_attention_dim=32, **unet
     ).eval()
-    torch.manual_seed(2)
+    torch.manual_seed(seeds[1])
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[32, 32, 32, 32],
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=32,
         sample_size=64,
+        **vae,
     ).eval()
     scheduler = DDIMScheduler(
         beta_start=0.00085,
@@ -152,6 +142,7 @@ def sd1() -> StableDiffusionPipeline:
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
+        **scheduler,
     )
     return StableDiffusionPipeline(
         vae=vae,
@@ -162,57 +153,43 @@ def sd1() -> StableDiffusionPipeline:
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def sd1() -> StableDiffusionPipeline:
+    tok = tokenizer("<|endoftext|>")
+    return pipeline(
+        tok,
+        text_encoder(tok, "quick_gelu", layers=2, heads=4),
+        unet=dict(
+            block_out_channels=(32, 64),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            attention_head_dim=8,
+            norm_num_groups=32,
+        ),
+        vae=dict(block_out_channels=[32, 32, 32, 32], norm_num_groups=32),
+        seeds=(1, 2),
     )
 
 
 def sd2() -> StableDiffusionPipeline:
     tok = tokenizer("!")
-    te = text_encoder(tok, "gelu", layers=3, heads=2)
-    torch.manual_seed(3)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=[2, 4],
-        use_linear_projection=True,
-        upcast_attention=True,
-        norm_num_groups=8,
-    ).eval()
-    torch.manual_seed(4)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[16, 32, 32, 32],
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=64,
-    ).eval()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
+    return pipeline(
+        tok,
+        text_encoder(tok, "gelu", layers=3, heads=2),
+        unet=dict(
+            block_out_channels=(16, 32),
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            attention_head_dim=[2, 4],
+            use_linear_projection=True,
+            upcast_attention=True,
+            norm_num_groups=8,
+        ),
+        vae=dict(block_out_channels=[16, 32, 32, 32], norm_num_groups=16),
+        seeds=(3, 4),
         prediction_type="v_prediction",
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=te,
-        tokenizer=tok,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
     )
 
 

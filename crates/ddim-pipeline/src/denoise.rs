@@ -24,7 +24,7 @@ use ddim::{DdimScheduler, StepOptions};
 
 use crate::error::Result;
 use crate::pipeline::StableDiffusion;
-use crate::request::{Progress, StageTimes};
+use crate::request::{Generated, Progress, Request, StageTimes};
 
 /// An element type the pipelines run in: f32, f16 or bf16 (candle and `ddim` both know it).
 pub trait PipelineFloat: RandnElement + WithDType {}
@@ -127,4 +127,59 @@ fn guide<T: PipelineFloat>(
         ddim::guidance::rescale_noise_cfg(&mut guided, text, guidance.rescale, batch)?;
     }
     Ok(guided)
+}
+
+/// A run ready for its loop: the conditioning, x_T (or the noised init latents), what the
+/// stages so far took and warned about.
+#[derive(Debug)]
+pub(crate) struct Prepared<T> {
+    pub(crate) embeds: Tensor,
+    pub(crate) latents: Vec<T>,
+    pub(crate) shape: [usize; 4],
+    pub(crate) times: StageTimes,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl StableDiffusion {
+    /// The denoising loop over `timesteps` and the decoding: the part text-to-image and img2img
+    /// share.
+    pub(crate) fn finish<T: PipelineFloat>(
+        &self,
+        scheduler: &DdimScheduler,
+        request: &Request,
+        timesteps: &[usize],
+        prepared: Prepared<T>,
+        generator: &mut TorchCpuGenerator,
+        progress: Progress<'_>,
+    ) -> Result<Generated> {
+        let Prepared {
+            embeds,
+            latents,
+            shape,
+            mut times,
+            warnings,
+        } = prepared;
+        let run = Loop {
+            embeds: &embeds,
+            guidance: request.uses_guidance().then_some(Guidance {
+                scale: request.guidance_scale,
+                rescale: request.guidance_rescale,
+            }),
+            eta: request.eta,
+            timesteps,
+            shape,
+        };
+        let latents = denoise(
+            self, scheduler, &run, latents, generator, &mut times, progress,
+        )?;
+        let started = Instant::now();
+        let images = self.decode(&latents, shape)?;
+        times.decoding += started.elapsed();
+        Ok(Generated {
+            images,
+            latents: crate::text2img::to_f32_latents(&latents, shape),
+            times,
+            warnings,
+        })
+    }
 }

@@ -23,12 +23,12 @@ use ddim::rng::{randn_latents, TorchCpuGenerator};
 use ddim::DdimScheduler;
 use half::{bf16, f16};
 
-use crate::denoise::{denoise, Loop, PipelineFloat};
+use crate::denoise::{PipelineFloat, Prepared};
 use crate::error::{Error, Result};
 use crate::image::RgbImage;
 use crate::pipeline::StableDiffusion;
 use crate::request::{Generated, Progress, Request, StageTimes};
-use crate::text2img::{check_images_per_prompt, guidance_of, to_f32_latents};
+use crate::text2img::check_images_per_prompt;
 
 impl StableDiffusion {
     /// Transforms `init` toward `request.prompt`, keeping `1 − strength` of the way from
@@ -107,31 +107,21 @@ impl StableDiffusion {
             scheduler.add_noise(&init_latents, &noise, &vec![plan.noise_timestep; copies])?;
         times.image_encoding += started.elapsed();
 
-        let run = Loop {
-            embeds: &embeds,
-            guidance: guidance_of(request),
-            eta: request.eta,
-            timesteps: plan.timesteps,
-            shape,
-        };
-        let latents = denoise(
-            self,
-            scheduler,
-            &run,
+        let prepared = Prepared {
+            embeds,
             latents,
-            &mut generator,
-            &mut times,
-            progress,
-        )?;
-        let started = Instant::now();
-        let images = self.decode(&latents, shape)?;
-        times.decoding += started.elapsed();
-        Ok(Generated {
-            images,
-            latents: to_f32_latents(&latents, shape),
+            shape,
             times,
             warnings,
-        })
+        };
+        self.finish(
+            scheduler,
+            request,
+            plan.timesteps,
+            prepared,
+            &mut generator,
+            progress,
+        )
     }
 
     /// The init image's latents × `scaling_factor` (1 × C × h × w): a sample of the VAE's

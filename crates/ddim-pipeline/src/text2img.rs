@@ -18,7 +18,7 @@ use ddim::rng::{randn_latents, TorchCpuGenerator};
 use ddim::DdimScheduler;
 use half::{bf16, f16};
 
-use crate::denoise::{denoise, Guidance, Loop, PipelineFloat};
+use crate::denoise::{PipelineFloat, Prepared};
 use crate::error::{Error, Result};
 use crate::image::RgbImage;
 use crate::pipeline::StableDiffusion;
@@ -129,31 +129,21 @@ impl StableDiffusion {
             // × init_noise_sigma, which is exactly 1 for DDIM.
             None => randn_latents(&shape, &mut generator)?,
         };
-        let run = Loop {
-            embeds: &embeds,
-            guidance: guidance_of(request),
-            eta: request.eta,
-            timesteps,
-            shape,
-        };
-        let latents = denoise(
-            self,
-            scheduler,
-            &run,
+        let prepared = Prepared {
+            embeds,
             latents,
-            &mut generator,
-            &mut times,
-            progress,
-        )?;
-        let started = Instant::now();
-        let images = self.decode(&latents, shape)?;
-        times.decoding += started.elapsed();
-        Ok(Generated {
-            images,
-            latents: to_f32_latents(&latents, shape),
+            shape,
             times,
             warnings,
-        })
+        };
+        self.finish(
+            scheduler,
+            request,
+            timesteps,
+            prepared,
+            &mut generator,
+            progress,
+        )
     }
 
     /// `(height, width)` of a request, checked as diffusers' `check_inputs`.
@@ -255,14 +245,6 @@ impl StableDiffusion {
         // `VaeImageProcessor.postprocess` denormalises in the tensor's dtype.
         crate::image::postprocess_tensor(&self.vae.decode(&z)?)
     }
-}
-
-/// The loop's guidance: on when `guidance_scale > 1`, rescaled when `guidance_rescale > 0`.
-pub(crate) fn guidance_of(request: &Request) -> Option<Guidance> {
-    request.uses_guidance().then_some(Guidance {
-        scale: request.guidance_scale,
-        rescale: request.guidance_rescale,
-    })
 }
 
 pub(crate) fn check_images_per_prompt(count: usize) -> Result<()> {
