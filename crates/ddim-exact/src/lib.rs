@@ -4,31 +4,7 @@
 //! denoiser is known in closed form, so DDIM can be run end to end, and judged against the
 //! true distribution, without a trained network.
 //!
-//! ## The maths
-//!
-//! The data are x₀ ~ p = Σ_k w_k·N(μ_k, s_k²·I). Noised as diffusion training does,
-//! x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε, every component stays Gaussian, so the posterior means that
-//! a perfectly trained network would output are closed form (see [`denoiser`]):
-//!
-//! r_k ∝ w_k·N(x_t; √ᾱ·μ_k, (ᾱ·s_k² + 1 − ᾱ)·I),
-//! E[x₀ | x_t] = Σ_k r_k·(μ_k + √ᾱ·s_k²/(ᾱ·s_k² + 1 − ᾱ)·(x_t − √ᾱ·μ_k)),
-//! E[ε | x_t] = Σ_k r_k·√(1 − ᾱ)/(ᾱ·s_k² + 1 − ᾱ)·(x_t − √ᾱ·μ_k),
-//! v̂ = √ᾱ·E[ε | x_t] − √(1 − ᾱ)·E[x₀ | x_t].
-//!
-//! Any error left in the samples is then the sampler's own: the discretisation of the
-//! schedule, the choice of timesteps, the η noise, the start at a non-zero terminal SNR.
-//!
-//! ## The pieces
-//!
-//! | item | what |
-//! |---|---|
-//! | [`GaussianMixture`] | the mixture: exact sampling, log-density, component assignment, [`predict`](GaussianMixture::predict) for every `prediction_type` |
-//! | [`Dataset`] | built-in sets: `ring`, `grid`, `spiral` (2-D), `glyphs`, `bright` (16×16 images) |
-//! | [`metrics`] | sliced Wasserstein-2, mode coverage, mean log-likelihood, and their noise floors ([`Evaluator`]) |
-//! | [`ddim_sample`] | the DDIM loop with the exact model |
-//! | [`ddim_invert`], [`ddim_decode`] | DDIM inversion x₀ → x_T and η = 0 decoding, with the exact model |
-//!
-//! ## Example
+//! ## The loop
 //!
 //! ```
 //! use rand::SeedableRng;
@@ -46,8 +22,33 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## The pieces
+//!
+//! | item | what |
+//! |---|---|
+//! | [`GaussianMixture`] | the mixture: exact sampling, log-density, component assignment, [`predict`](GaussianMixture::predict) for every `prediction_type` |
+//! | [`Dataset`] | built-in sets: `ring`, `grid`, `spiral` (2-D), `glyphs`, `bright` (16×16 images) |
+//! | [`metrics`] | sliced Wasserstein-2, mode coverage, mean log-likelihood, and their noise floors ([`Evaluator`]) |
+//! | [`ddim_sample`] | the DDIM loop with the exact model |
+//! | [`ddim_invert`], [`ddim_decode`] | DDIM inversion x₀ → x_T and η = 0 decoding, with the exact model |
+//!
+//! ## The maths
+//!
+//! The data are x₀ ~ p = Σ_k w_k·N(μ_k, s_k²·I). Noised as diffusion training does,
+//! x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε, every component stays Gaussian, so the posterior means that
+//! a perfectly trained network would output are closed form (see [`denoiser`]):
+//!
+//! r_k ∝ w_k·N(x_t; √ᾱ·μ_k, (ᾱ·s_k² + 1 − ᾱ)·I),
+//! E[x₀ | x_t] = Σ_k r_k·(μ_k + √ᾱ·s_k²/(ᾱ·s_k² + 1 − ᾱ)·(x_t − √ᾱ·μ_k)),
+//! E[ε | x_t] = Σ_k r_k·√(1 − ᾱ)/(ᾱ·s_k² + 1 − ᾱ)·(x_t − √ᾱ·μ_k),
+//! v̂ = √ᾱ·E[ε | x_t] − √(1 − ᾱ)·E[x₀ | x_t].
+//!
+//! Any error left in the samples is then the sampler's own: the discretisation of the
+//! schedule, the choice of timesteps, the η noise, the start at a non-zero terminal SNR.
+//!
 //! All computation is in `f64`; samples and model outputs are `f32`, flat and batch-major,
-//! as `ddim` takes them. The crate prints nothing.
+//! as `ddim` takes them. The crate prints nothing. `docs/exact-models.md` and
+//! `docs/experiments.md` in the repository show what the models measure.
 
 #![deny(missing_docs)]
 // docs.rs (nightly, `--cfg docsrs`): feature-gated items show the feature they need.
