@@ -11,16 +11,18 @@
 //!     x_t = scheduler.step(pred, t, x_t, eta=η, generator=g).prev_sample
 //! ```
 //!
-//! The UNet runs on candle tensors; guidance and the DDIM step run on the host through the
-//! `ddim` crate's slice functions, which are bit-exact against diffusers in every element
-//! type. The η > 0 noise of each step is drawn from the run's torch-compatible generator in
-//! the latents' dtype, after the initial latents, as diffusers draws it.
+//! Everything runs on candle tensors: the UNet here, guidance and the DDIM step through
+//! `ddim::backend::candle`, which on the CPU is bit for bit the `ddim` crate's slice functions
+//! (bit-exact against diffusers in every element type). The η > 0 noise of each step is drawn
+//! from the run's torch-compatible generator in the latents' dtype, after the initial latents,
+//! as diffusers draws it.
 
 use std::time::Instant;
 
 use candle_core::{Tensor, WithDType};
+use ddim::backend::{candle, TensorStepOptions};
 use ddim::rng::{RandnElement, TorchCpuGenerator};
-use ddim::{DdimScheduler, StepOptions};
+use ddim::DdimScheduler;
 
 use crate::error::Result;
 use crate::pipeline::StableDiffusion;
@@ -51,82 +53,54 @@ pub(crate) struct Loop<'a> {
 }
 
 /// Runs the loop from `latents`, returning the final latents.
+///
+/// The latents stay a tensor on the pipeline's device for the whole loop: guidance and the
+/// step run through `ddim::backend::candle` (on the CPU, the same fused kernels as the slice
+/// functions, bit for bit; elsewhere candle ops), and only the η noise crosses from the host.
 pub(crate) fn denoise<T: PipelineFloat>(
     pipe: &StableDiffusion,
     scheduler: &DdimScheduler,
     run: &Loop<'_>,
-    mut latents: Vec<T>,
+    latents: Vec<T>,
     generator: &mut TorchCpuGenerator,
     times: &mut StageTimes,
     progress: Progress<'_>,
 ) -> Result<Vec<T>> {
     let [batch, channels, h, w] = run.shape;
-    let n = latents.len();
-    let total = run.timesteps.len();
-    // The η > 0 noise of each step, drawn into one buffer for the whole loop.
-    let mut noise = if run.eta > 0.0 {
-        latents.clone()
-    } else {
-        Vec::new()
+    let mut latents = Tensor::from_vec(latents, (batch, channels, h, w), pipe.device())?;
+    let options = TensorStepOptions {
+        eta: run.eta,
+        ..TensorStepOptions::default()
     };
+    let total = run.timesteps.len();
     for (i, &t) in run.timesteps.iter().enumerate() {
         let started = Instant::now();
         let input = match run.guidance {
-            Some(_) => {
-                let mut doubled = Vec::with_capacity(2 * n);
-                doubled.extend_from_slice(&latents);
-                doubled.extend_from_slice(&latents);
-                Tensor::from_vec(doubled, (2 * batch, channels, h, w), pipe.device())?
-            }
-            None => Tensor::from_slice(&latents, (batch, channels, h, w), pipe.device())?,
+            Some(_) => Tensor::cat(&[&latents, &latents], 0)?,
+            None => latents.clone(),
         };
         times.scheduler_and_guidance += started.elapsed();
 
+        // On the CPU candle runs synchronously; on a GPU part of the UNet's time lands in the
+        // next stage, which waits for it.
         let started = Instant::now();
         let prediction = pipe.predict(&input, t, run.embeds)?;
-        // Reading the values back waits for the device: the UNet's time includes its queue.
-        let prediction: Vec<T> = prediction.flatten_all()?.to_vec1()?;
         times.unet += started.elapsed();
 
         let started = Instant::now();
-        let mut noise_pred = match run.guidance {
-            Some(guidance) => guide(&prediction, n, batch, guidance)?,
+        let noise_pred = match run.guidance {
+            // ε_u + w·(ε_t − ε_u) over the [uncond; text] halves, then rescale_noise_cfg
+            // when φ > 0.
+            Some(g) => candle::guide(&prediction, g.scale, g.rescale)?,
             None => prediction,
         };
-        let options = StepOptions {
-            eta: run.eta,
-            batch_size: batch,
-            ..StepOptions::default()
-        };
-        scheduler.step_in_place_with_generator(
-            &mut noise_pred,
-            t,
-            &mut latents,
-            &options,
-            generator,
-            &mut noise,
-        )?;
+        latents =
+            candle::step_with_generator(scheduler, &noise_pred, t, &latents, &options, generator)?
+                .prev_sample;
         times.scheduler_and_guidance += started.elapsed();
         progress(i + 1, total);
     }
-    Ok(latents)
-}
-
-/// ε̂ = ε_uncond + w·(ε_text − ε_uncond), then `rescale_noise_cfg` when φ > 0, from the UNet's
-/// output for the batch of two (`[uncond × B, text × B]`, `n` values each).
-fn guide<T: PipelineFloat>(
-    prediction: &[T],
-    n: usize,
-    batch: usize,
-    guidance: Guidance,
-) -> Result<Vec<T>> {
-    let (uncond, text) = prediction.split_at(n.min(prediction.len()));
-    let mut guided = uncond.to_vec();
-    ddim::guidance::classifier_free_guidance(uncond, text, guidance.scale, &mut guided)?;
-    if guidance.rescale > 0.0 {
-        ddim::guidance::rescale_noise_cfg(&mut guided, text, guidance.rescale, batch)?;
-    }
-    Ok(guided)
+    Ok(latents.flatten_all()?.to_vec1()?)
 }
 
 /// A run ready for its loop: the conditioning, x_T (or the noised init latents), what the

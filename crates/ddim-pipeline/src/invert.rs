@@ -96,22 +96,19 @@ impl StableDiffusion {
         times.image_encoding += started.elapsed();
 
         let total = inverse.timesteps().len() + scheduler.timesteps().len();
-        let mut latents = x0.clone();
+        let [b, c, h, w] = shape;
+        let mut latents = Tensor::from_slice(&x0, (b, c, h, w), &self.device)?;
         for (i, &t) in inverse.timesteps().iter().enumerate() {
             let started = Instant::now();
-            let input = Tensor::from_slice(
-                &latents,
-                (shape[0], shape[1], shape[2], shape[3]),
-                &self.device,
-            )?;
-            let mut prediction: Vec<T> =
-                self.predict(&input, t, &embeds)?.flatten_all()?.to_vec1()?;
+            let prediction = self.predict(&latents, t, &embeds)?;
             times.unet += started.elapsed();
             let started = Instant::now();
-            inverse.step_in_place(&mut prediction, t, &mut latents)?;
+            latents = ddim::backend::candle::inverse_step(&inverse, &prediction, t, &latents)?
+                .prev_sample;
             times.scheduler_and_guidance += started.elapsed();
             progress(i + 1, total);
         }
+        let latents: Vec<T> = latents.flatten_all()?.to_vec1()?;
         let inverted = to_f32_latents(&latents, shape);
 
         let done = inverse.timesteps().len();
