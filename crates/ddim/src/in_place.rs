@@ -3,7 +3,7 @@
 use crate::coefficients::StepCoefficients;
 use crate::element::{Compute, Element};
 use crate::error::Result;
-use crate::kernel::{self, UpdateRule, X0Bound};
+use crate::kernel;
 use crate::scheduler::{DdimScheduler, NoiseSource, StepOptions};
 use crate::threshold;
 
@@ -65,17 +65,7 @@ impl DdimScheduler {
             return;
         }
         let config = self.config();
-        let rule = UpdateRule {
-            prediction: config.prediction_type,
-            coefficients: c,
-            bound: if config.clip_sample {
-                X0Bound::Clip(config.clip_sample_range)
-            } else {
-                X0Bound::None
-            },
-            use_clipped_model_output: options.use_clipped_model_output,
-            add_noise: options.eta > 0.0,
-        };
+        let rule = self.update_rule(c, options);
         let noise = options.variance_noise.filter(|_| options.eta > 0.0);
         if !config.thresholding {
             kernel::ddim_update_in_place(rule, model_output, sample, noise);

@@ -736,6 +736,26 @@ impl DdimScheduler {
         Ok(())
     }
 
+    /// What the fused pass of a step does: the prediction type, the coefficients, the x̂₀
+    /// bound, and whether ε̂ is recomputed from the bounded x̂₀ and noise is added.
+    pub(crate) fn update_rule<'c, T>(
+        &self,
+        c: &'c StepCoefficients,
+        options: &StepOptions<'_, T>,
+    ) -> UpdateRule<'c> {
+        UpdateRule {
+            prediction: self.config.prediction_type,
+            coefficients: c,
+            bound: if self.config.clip_sample {
+                X0Bound::Clip(self.config.clip_sample_range)
+            } else {
+                X0Bound::None
+            },
+            use_clipped_model_output: options.use_clipped_model_output,
+            add_noise: options.eta > 0.0,
+        }
+    }
+
     /// The fused pass of a step with checked coefficients and buffers (all as long as
     /// `sample`, the batch size dividing it).
     pub(crate) fn update_into<T: Element>(
@@ -751,17 +771,7 @@ impl DdimScheduler {
             return;
         }
         let config = &self.config;
-        let rule = UpdateRule {
-            prediction: config.prediction_type,
-            coefficients: c,
-            bound: if config.clip_sample {
-                X0Bound::Clip(config.clip_sample_range)
-            } else {
-                X0Bound::None
-            },
-            use_clipped_model_output: options.use_clipped_model_output,
-            add_noise: options.eta > 0.0,
-        };
+        let rule = self.update_rule(c, options);
         // Only an η > 0 step uses (and length-checks) the noise.
         let noise = options.variance_noise.filter(|_| options.eta > 0.0);
         if !config.thresholding {

@@ -515,34 +515,26 @@ impl Keys {
 
     /// An int (repeated for every block) or a list with one entry per block.
     fn per_block_usize(&self, key: &str, default: usize, n: usize) -> Result<Vec<usize>> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany {
-            One(usize),
-            Many(Vec<usize>),
-        }
-        let list = match self.typed::<OneOrMany>(key, "an integer or a list of integers")? {
-            None => vec![default; n],
-            Some(OneOrMany::One(v)) => vec![v; n],
-            Some(OneOrMany::Many(v)) => v,
-        };
-        if list.len() != n {
-            return Err(self.err(format!(
-                "`{key}` has {} entries but there are {n} blocks",
-                list.len()
-            )));
-        }
-        Ok(list)
+        self.per_block(key, default, n, "an integer or a list of integers")
     }
 
+    /// A boolean (repeated for every block) or a list with one entry per block.
     fn per_block_bool(&self, key: &str, default: bool, n: usize) -> Result<Vec<bool>> {
+        self.per_block(key, default, n, "a boolean or a list of booleans")
+    }
+
+    /// One value repeated for every block, or a list with exactly one entry per block.
+    fn per_block<T>(&self, key: &str, default: T, n: usize, what: &str) -> Result<Vec<T>>
+    where
+        T: Clone + for<'de> Deserialize<'de>,
+    {
         #[derive(Deserialize)]
         #[serde(untagged)]
-        enum OneOrMany {
-            One(bool),
-            Many(Vec<bool>),
+        enum OneOrMany<T> {
+            One(T),
+            Many(Vec<T>),
         }
-        let list = match self.typed::<OneOrMany>(key, "a boolean or a list of booleans")? {
+        let list = match self.typed::<OneOrMany<T>>(key, what)? {
             None => vec![default; n],
             Some(OneOrMany::One(v)) => vec![v; n],
             Some(OneOrMany::Many(v)) => v,

@@ -51,6 +51,20 @@
 //! # Ok::<(), ddim::Error>(())
 //! ```
 
+/// `$f::<T>(args…)` with `T` the element type of `$dtype` (f16, bf16, f32, f64); any other
+/// dtype is refused naming the tensor `$name`. Used by the submodules declared below.
+macro_rules! by_dtype {
+    ($name:literal, $dtype:expr, $f:ident, $($arg:expr),*) => {
+        match $dtype {
+            DType::F16 => $f::<half::f16>($($arg),*),
+            DType::BF16 => $f::<half::bf16>($($arg),*),
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+            other => Err(unsupported($name, other)),
+        }
+    };
+}
+
 mod guidance;
 mod kernels;
 mod more;

@@ -49,18 +49,6 @@ fn batch_of(name: &'static str, t: &Tensor) -> Result<usize> {
     })
 }
 
-macro_rules! by_dtype {
-    ($dtype:expr, $f:ident, $($arg:expr),*) => {
-        match $dtype {
-            DType::F16 => $f::<half::f16>($($arg),*),
-            DType::BF16 => $f::<half::bf16>($($arg),*),
-            DType::F32 => $f::<f32>($($arg),*),
-            DType::F64 => $f::<f64>($($arg),*),
-            other => Err(unsupported("noise_pred", other)),
-        }
-    };
-}
-
 /// ε_uncond + w·(ε_text − ε_uncond) on tensors of one shape and dtype (F16, BF16, F32, F64),
 /// as diffusers' pipelines compute it; see [`crate::guidance::classifier_free_guidance`].
 ///
@@ -85,6 +73,7 @@ pub fn classifier_free_guidance(
     check_sample_dtype(noise_pred_uncond)?;
     check_like("noise_pred_text", noise_pred_uncond, noise_pred_text)?;
     by_dtype!(
+        "noise_pred",
         noise_pred_uncond.dtype(),
         cfg_typed,
         noise_pred_uncond,
@@ -119,6 +108,7 @@ pub fn rescale_noise_cfg(
     check_sample_dtype(noise_cfg)?;
     check_like("noise_pred_text", noise_cfg, noise_pred_text)?;
     by_dtype!(
+        "noise_pred",
         noise_cfg.dtype(),
         rescale_typed,
         noise_cfg,
@@ -149,6 +139,7 @@ pub fn guide(noise_pred: &Tensor, guidance_scale: f32, guidance_rescale: f32) ->
     check_sample_dtype(noise_pred)?;
     let (uncond, text) = halves(noise_pred)?;
     by_dtype!(
+        "noise_pred",
         noise_pred.dtype(),
         cfg_typed,
         &uncond,
@@ -339,6 +330,7 @@ pub fn guide_with_ops(
     check_sample_dtype(noise_pred)?;
     let (uncond, text) = halves(noise_pred)?;
     by_dtype!(
+        "noise_pred",
         noise_pred.dtype(),
         ops_guide,
         &uncond,

@@ -46,18 +46,6 @@ fn on_host<T: Element + WithDType, const I: usize, const N: usize>(
         .map_err(|_| candle_core::Error::Msg("internal: output count".into()).into())
 }
 
-macro_rules! by_dtype {
-    ($dtype:expr, $f:ident, $($arg:expr),*) => {
-        match $dtype {
-            DType::F16 => $f::<half::f16>($($arg),*),
-            DType::BF16 => $f::<half::bf16>($($arg),*),
-            DType::F32 => $f::<f32>($($arg),*),
-            DType::F64 => $f::<f64>($($arg),*),
-            other => Err(unsupported("sample", other)),
-        }
-    };
-}
-
 fn inverse_typed<T: Element + WithDType>(
     inverse: &DdimInverseScheduler,
     model_output: &Tensor,
@@ -104,6 +92,7 @@ pub fn inverse_step(
     check_sample_dtype(sample)?;
     check_like("model_output", sample, model_output)?;
     by_dtype!(
+        "sample",
         sample.dtype(),
         inverse_typed,
         inverse,
@@ -158,6 +147,7 @@ pub fn batch_step_no_noise(
     check_sample_dtype(sample)?;
     check_like("model_output", sample, model_output)?;
     by_dtype!(
+        "sample",
         sample.dtype(),
         batch_typed,
         scheduler,
