@@ -93,7 +93,7 @@ pub fn ddim_decode(
     }
     let dim = mixture.dim();
     let options = StepOptions {
-        batch_size: x_t.len() / dim,
+        batch_size: Some(x_t.len() / dim),
         ..StepOptions::default()
     };
     let prediction_type = scheduler.config().prediction_type;

@@ -50,7 +50,7 @@ pub fn ddim_sample<R: Rng + ?Sized>(
     let prediction_type = scheduler.config().prediction_type;
     let options = StepOptions {
         eta,
-        batch_size: count,
+        batch_size: Some(count),
         ..StepOptions::default()
     };
     let mut model_output = vec![0.0f32; x.len()];

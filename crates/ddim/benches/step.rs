@@ -40,7 +40,7 @@ fn step(bencher: Bencher, shape: [usize; 4], thresholding: bool, eta: f32) {
     scheduler.set_timesteps(50).unwrap();
     let options = StepOptions {
         eta,
-        batch_size: shape[0],
+        batch_size: Some(shape[0]),
         variance_noise: Some(&z),
         ..Default::default()
     };

@@ -111,6 +111,14 @@ pub enum Error {
         len: usize,
     },
 
+    /// A step whose result depends on the batch size was called without one
+    /// ([`StepOptions::batch_size`](crate::StepOptions::batch_size) is `None`).
+    #[error("`batch_size` is not set, and {needs_it}: set StepOptions::batch_size to Some(number of samples in the buffer)")]
+    BatchSizeRequired {
+        /// What makes the batch size matter.
+        needs_it: &'static str,
+    },
+
     /// A step option is out of range.
     #[error("invalid step option: `{name}` {reason}")]
     InvalidStepOption {

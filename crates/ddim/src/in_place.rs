@@ -71,7 +71,7 @@ impl DdimScheduler {
             kernel::ddim_update_in_place(rule, model_output, sample, noise);
             return;
         }
-        let per_item = (sample.len() / options.batch_size.max(1)).max(1);
+        let per_item = (sample.len() / options.batch()).max(1);
         let k = kernel::scalars(c, <T::Compute as Compute>::ONE);
         let item = |m: &mut [T], x: &mut [T], z: Option<&[T]>| {
             let q = threshold::abs_x0_quantile(
@@ -85,12 +85,12 @@ impl DdimScheduler {
             kernel::ddim_update_thresholded_in_place(rule, s, m, x, z);
         };
         #[cfg(feature = "rayon")]
-        if sample.len() >= kernel::PARALLEL_MIN_LEN && options.batch_size > 1 {
+        if sample.len() >= kernel::PARALLEL_MIN_LEN && options.batch() > 1 {
             use rayon::iter::Either;
             use rayon::prelude::*;
             let noise_items = match noise {
                 Some(z) => Either::Left(z.par_chunks_exact(per_item).map(Some)),
-                None => Either::Right(rayon::iter::repeat_n(None, options.batch_size)),
+                None => Either::Right(rayon::iter::repeat_n(None, options.batch())),
             };
             model_output
                 .par_chunks_exact_mut(per_item)

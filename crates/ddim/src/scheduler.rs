@@ -43,7 +43,7 @@ pub enum PrevTimestepRule {
 /// Per-call settings of [`DdimScheduler::step`]; `T` is the element type of the buffers.
 ///
 /// ```
-/// let options: ddim::StepOptions = ddim::StepOptions { eta: 0.5, batch_size: 2, ..Default::default() };
+/// let options: ddim::StepOptions = ddim::StepOptions { eta: 0.5, batch_size: Some(2), ..Default::default() };
 /// assert!(!options.use_clipped_model_output);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,8 +54,12 @@ pub struct StepOptions<'a, T = f32> {
     pub use_clipped_model_output: bool,
     /// The noise z of σ_t·z, one value per element; used only when η > 0.
     pub variance_noise: Option<&'a [T]>,
-    /// How many samples the buffers hold, batch-major; dynamic thresholding is per sample.
-    pub batch_size: usize,
+    /// How many samples the buffers hold, batch-major. Required where it changes the result:
+    /// with dynamic thresholding (its quantile is per sample) and with one generator per
+    /// sample; a step without it is then refused with [`Error::BatchSizeRequired`] rather
+    /// than thresholding the whole batch as one sample. Elsewhere `None` steps the buffers
+    /// as one sample, which gives the same numbers as any batch size.
+    pub batch_size: Option<usize>,
     /// Refuse NaN and ±∞ in `model_output`, `sample` and (when used) `variance_noise` with
     /// [`Error::NonFinite`], naming the buffer, the first bad index, its value and the
     /// timestep. Off by default: like torch, a step then propagates NaN and ∞ to its outputs
@@ -69,9 +73,16 @@ impl<T> Default for StepOptions<'_, T> {
             eta: 0.0,
             use_clipped_model_output: false,
             variance_noise: None,
-            batch_size: 1,
+            batch_size: None,
             check_finite: false,
         }
+    }
+}
+
+impl<T> StepOptions<'_, T> {
+    /// The number of samples in the buffers, once checked: the given batch size, or one.
+    pub(crate) fn batch(&self) -> usize {
+        self.batch_size.unwrap_or(1)
     }
 }
 
@@ -682,7 +693,7 @@ impl DdimScheduler {
                 .ok_or(Error::MissingNoise { eta: options.eta })?;
             check_len("variance_noise", sample.len(), noise.len())?;
         }
-        check_batch(options.batch_size, sample.len())?;
+        check_batch(options.batch_size, sample.len(), self.config.thresholding)?;
         if options.check_finite {
             crate::finite::check_finite("model_output", model_output, timestep)?;
             crate::finite::check_finite("sample", sample, timestep)?;
@@ -788,7 +799,7 @@ impl DdimScheduler {
         // Thresholding, per item: x̂₀ into its output while the quantile of |x̂₀| is found
         // (with the x_{t_prev} buffer as scratch), then the fused pass with the threshold.
         // A batch size of at least 1 dividing the non-empty sample: items of ≥ 1 element.
-        let per_item = (sample.len() / options.batch_size.max(1)).max(1);
+        let per_item = (sample.len() / options.batch()).max(1);
         let k = kernel::scalars(c, <T::Compute as Compute>::ONE);
         let item = |m: &[T], x: &[T], z: Option<&[T]>, p: &mut [T], o: &mut [T]| {
             let q = threshold::recover_x0_and_quantile(
@@ -804,13 +815,13 @@ impl DdimScheduler {
             kernel::ddim_update_thresholded(rule, s, m, x, z, p, o);
         };
         #[cfg(feature = "rayon")]
-        if sample.len() >= kernel::PARALLEL_MIN_LEN && options.batch_size > 1 {
+        if sample.len() >= kernel::PARALLEL_MIN_LEN && options.batch() > 1 {
             use rayon::iter::Either;
             use rayon::prelude::*;
             // The noise of each item, or `None` for every item when there is none.
             let noise_items = match noise {
                 Some(z) => Either::Left(z.par_chunks_exact(per_item).map(Some)),
-                None => Either::Right(rayon::iter::repeat_n(None, options.batch_size)),
+                None => Either::Right(rayon::iter::repeat_n(None, options.batch())),
             };
             prev_sample
                 .par_chunks_exact_mut(per_item)
@@ -890,7 +901,7 @@ impl DdimScheduler {
         combine: impl Fn(T::Compute, T::Compute, T::Compute, T::Compute) -> T::Compute,
     ) -> Result<Vec<T>> {
         check_len("noise", sample.len(), noise.len())?;
-        check_batch(timesteps.len(), sample.len())?;
+        check_batch(Some(timesteps.len()), sample.len(), false)?;
         let alphas = timesteps
             .iter()
             .map(|&t| self.alpha_cumprod(t))
@@ -939,10 +950,17 @@ fn check_len(name: &'static str, expected: usize, got: usize) -> Result<()> {
     }
 }
 
-fn check_batch(batch_size: usize, len: usize) -> Result<()> {
-    if batch_size == 0 || len % batch_size != 0 {
-        Err(Error::BatchSizeMismatch { batch_size, len })
-    } else {
-        Ok(())
+/// Checks a step's batch size: one that divides the buffer into equal samples, and one given
+/// at all when `thresholding` (a per-sample quantile) makes the result depend on it.
+pub(crate) fn check_batch(batch_size: Option<usize>, len: usize, thresholding: bool) -> Result<()> {
+    match batch_size {
+        None if thresholding => Err(Error::BatchSizeRequired {
+            needs_it: "dynamic thresholding takes its quantile per sample",
+        }),
+        None => Ok(()),
+        Some(batch_size) if batch_size == 0 || len % batch_size != 0 => {
+            Err(Error::BatchSizeMismatch { batch_size, len })
+        }
+        Some(_) => Ok(()),
     }
 }

@@ -33,7 +33,7 @@ fn step_into_does_not_allocate() {
                         eta,
                         use_clipped_model_output: ucmo,
                         variance_noise: Some(&z),
-                        batch_size: batch,
+                        batch_size: Some(batch),
                         ..Default::default()
                     };
                     let info = allocation_counter::measure(|| {
@@ -85,7 +85,7 @@ fn inverse_and_generator_steps_in_place_do_not_allocate() {
     let mut gs = [TorchCpuGenerator::new(1), TorchCpuGenerator::new(2)];
     let options = StepOptions {
         eta: 1.0,
-        batch_size: 2,
+        batch_size: Some(2),
         ..Default::default()
     };
     let info = allocation_counter::measure(|| {

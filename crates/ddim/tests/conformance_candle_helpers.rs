@@ -191,7 +191,7 @@ fn noise_for<T: ddim::rng::RandnElement + WithDType>() {
     for &t in scheduler.timesteps() {
         let options = StepOptions {
             eta: 1.0,
-            batch_size: 2,
+            batch_size: Some(2),
             ..Default::default()
         };
         xs = scheduler

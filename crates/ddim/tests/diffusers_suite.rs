@@ -268,7 +268,7 @@ fn test_save_load_self_consistency() {
         b.set_timesteps(n).unwrap();
         let options = StepOptions {
             eta,
-            batch_size: B,
+            batch_size: Some(B),
             variance_noise: Some(&noise),
             ..Default::default()
         };

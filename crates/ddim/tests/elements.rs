@@ -50,13 +50,13 @@ fn check_half<T: Element<Compute = f32>>(round: fn(f32) -> T, widen: fn(T) -> f3
         for (t, eta) in [(950, 0.0), (500, 1.0), (0, 0.3)] {
             let half = StepOptions {
                 eta,
-                batch_size: 2,
+                batch_size: Some(2),
                 variance_noise: Some(&zh[..]),
                 ..Default::default()
             };
             let wide = StepOptions {
                 eta,
-                batch_size: 2,
+                batch_size: Some(2),
                 variance_noise: Some(&zw[..]),
                 ..Default::default()
             };
@@ -142,7 +142,7 @@ fn parallel_steps_are_bit_identical_to_serial() {
         scheduler.set_timesteps(50).unwrap();
         let options = StepOptions {
             eta: 0.8,
-            batch_size: batch,
+            batch_size: Some(batch),
             variance_noise: Some(&z[..]),
             ..Default::default()
         };
@@ -151,7 +151,7 @@ fn parallel_steps_are_bit_identical_to_serial() {
             let r = b * per_item..(b + 1) * per_item;
             let one = StepOptions {
                 eta: 0.8,
-                batch_size: 1,
+                batch_size: Some(1),
                 variance_noise: Some(&z[r.clone()]),
                 ..Default::default()
             };

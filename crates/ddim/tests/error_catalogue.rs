@@ -58,7 +58,7 @@ fn call(name: &str) -> Result<(), Error> {
     let s = scheduler(50);
     let opts = |eta: f32, batch_size: usize| StepOptions {
         eta,
-        batch_size,
+        batch_size: Some(batch_size),
         ..Default::default()
     };
     match name {
@@ -101,6 +101,14 @@ fn call(name: &str) -> Result<(), Error> {
         "batch-3-of-4" => s.step(&m, 980, &x, &opts(0.0, 3)).map(drop),
         "batch-0" => s.step(&m, 980, &x, &opts(0.0, 0)).map(drop),
         "add-noise-no-timesteps" => s.add_noise(&x, &m, &[]).map(drop),
+        "thresholding-without-batch-size" => {
+            let mut t = DdimScheduler::new(DdimConfig {
+                thresholding: true,
+                ..DdimConfig::default()
+            })?;
+            t.set_timesteps(50)?;
+            t.step(&m, 980, &x, &StepOptions::default()).map(drop)
+        }
         "eta-negative" => s.step(&m, 980, &x, &opts(-1.0, 1)).map(drop),
         "eta-nan" => s.step(&m, 980, &x, &opts(f32::NAN, 1)).map(drop),
         "eta-5-at-500" => {
@@ -255,7 +263,7 @@ fn rng_call(name: &str) -> Result<(), Error> {
     let s = scheduler(50);
     let eta_batch = |eta: f32, batch_size: usize| StepOptions {
         eta,
-        batch_size,
+        batch_size: Some(batch_size),
         ..Default::default()
     };
     match name {
@@ -268,6 +276,14 @@ fn rng_call(name: &str) -> Result<(), Error> {
         "randn-latents-3-generators-batch-2" => {
             let mut gens = [0, 1, 2].map(TorchCpuGenerator::new);
             randn_latents_per_item::<f32, _>(&[2, 4], &mut gens).map(drop)
+        }
+        "step-with-2-generators-no-batch-size" => {
+            let mut gens = [0, 1].map(TorchCpuGenerator::new);
+            let o = StepOptions {
+                eta: 1.0,
+                ..Default::default()
+            };
+            s.step_with_generators(&m, 980, &x, &o, &mut gens).map(drop)
         }
         "step-with-3-generators-batch-2" => {
             let mut gens = [0, 1, 2].map(TorchCpuGenerator::new);

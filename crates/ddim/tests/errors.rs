@@ -101,7 +101,7 @@ fn batch_size_must_divide_the_length() {
     let s = scheduler(10);
     for batch_size in [0, 3] {
         let options = StepOptions {
-            batch_size,
+            batch_size: Some(batch_size),
             ..Default::default()
         };
         let e = s.step(&[0.0f32; 4], 900, &[0.0; 4], &options).unwrap_err();

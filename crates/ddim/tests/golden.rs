@@ -239,7 +239,7 @@ fn steps_match_diffusers() {
             eta: case["eta"].as_f64().unwrap() as f32,
             use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
             variance_noise: noise,
-            batch_size: usize_of(&case["batch_size"]),
+            batch_size: Some(usize_of(&case["batch_size"])),
             ..Default::default()
         };
         let t = usize_of(&case["timestep"]);
@@ -388,7 +388,7 @@ fn full_loops_match_diffusers() {
                 eta,
                 use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
                 variance_noise: noise.map(|z| &z[i * x.len()..(i + 1) * x.len()]),
-                batch_size: usize_of(&case["batch_size"]),
+                batch_size: Some(usize_of(&case["batch_size"])),
                 ..Default::default()
             };
             x = scheduler.step(&m, t, &x, &options).unwrap().prev_sample;

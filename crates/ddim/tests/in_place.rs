@@ -73,7 +73,7 @@ fn every_golden_step_case_is_bit_identical_in_place() {
             eta: case["eta"].as_f64().unwrap() as f32,
             use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
             variance_noise: noise,
-            batch_size: usize_of(&case["batch_size"]),
+            batch_size: Some(usize_of(&case["batch_size"])),
             ..Default::default()
         };
         let t = usize_of(&case["timestep"]);
@@ -122,7 +122,7 @@ fn every_mode<T: Element>(long: bool) {
                         eta,
                         use_clipped_model_output: ucmo,
                         variance_noise: Some(&z),
-                        batch_size: batch,
+                        batch_size: Some(batch),
                         ..Default::default()
                     };
                     for t in [951, 501, 1] {
@@ -201,7 +201,7 @@ fn thresholding_quantile_on_hostile_data() {
             for (d, m) in datasets.iter().enumerate() {
                 for batch in [1, 2] {
                     let options = StepOptions {
-                        batch_size: batch,
+                        batch_size: Some(batch),
                         ..Default::default()
                     };
                     let what = format!("dataset {d} ratio {ratio} {prediction_type} b={batch}");
@@ -224,7 +224,10 @@ fn errors_change_nothing() {
     assert!(!check(&scheduler, &m, 5000, &x, &o, "timestep"));
     let eta = StepOptions { eta: 1.0, ..o };
     assert!(!check(&scheduler, &m, 901, &x, &eta, "missing noise"));
-    let batch = StepOptions { batch_size: 3, ..o };
+    let batch = StepOptions {
+        batch_size: Some(3),
+        ..o
+    };
     assert!(!check(&scheduler, &m, 901, &x, &batch, "batch"));
     let mut bad = m.clone();
     bad[3] = f32::NAN;
@@ -244,7 +247,7 @@ fn generator_step_in_place_equals_step_with_generator() {
     for eta in [0.0f32, 1.0] {
         let options = StepOptions {
             eta,
-            batch_size: 2,
+            batch_size: Some(2),
             ..Default::default()
         };
         let (mut g1, mut g2) = (TorchCpuGenerator::new(42), TorchCpuGenerator::new(42));

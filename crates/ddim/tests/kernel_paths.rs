@@ -35,7 +35,7 @@ fn every_path_gives_the_same_bits_on_every_golden_case() {
                 eta: case["eta"].as_f64().unwrap() as f32,
                 use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
                 variance_noise: noise,
-                batch_size: usize_of(&case["batch_size"]),
+                batch_size: Some(usize_of(&case["batch_size"])),
                 ..Default::default()
             };
             let t = usize_of(&case["timestep"]);

@@ -34,7 +34,7 @@ fn nan_and_inf_propagate_by_default() {
     });
     let m2 = [0.1f32, f32::NAN, 0.3, 0.4];
     let o = StepOptions {
-        batch_size: 2,
+        batch_size: Some(2),
         ..Default::default()
     };
     let out = th.step(&m2, 980, &x, &o).unwrap();

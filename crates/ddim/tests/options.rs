@@ -51,7 +51,7 @@ fn diffusers_eta_policy_gives_diffusers_nan_where_strict_refuses() {
         let options = StepOptions {
             eta,
             variance_noise: Some(noise),
-            batch_size: case["batch_size"].as_u64().unwrap() as usize,
+            batch_size: Some(case["batch_size"].as_u64().unwrap() as usize),
             use_clipped_model_output: case["use_clipped_model_output"].as_bool().unwrap(),
             ..Default::default()
         };

@@ -31,7 +31,7 @@ fn batched_thresholded_step_equals_per_item_steps() {
         for eta in [0.0, 1.0] {
             let options = StepOptions {
                 eta,
-                batch_size: batch,
+                batch_size: Some(batch),
                 variance_noise: Some(&z),
                 ..Default::default()
             };
@@ -44,6 +44,7 @@ fn batched_thresholded_step_equals_per_item_steps() {
                 let one = StepOptions {
                     eta,
                     variance_noise: Some(&z[r.clone()]),
+                    batch_size: Some(1),
                     ..Default::default()
                 };
                 let out = scheduler

@@ -292,7 +292,7 @@ fn ddim_loops_reproduce_diffusers(fx: &Fixtures, dispatch: CpuDispatch) {
         assert_eq!(scheduler.timesteps(), timesteps, "{name}");
         let options = StepOptions {
             eta: case["eta"].as_f64().unwrap() as f32,
-            batch_size: shape[0],
+            batch_size: Some(shape[0]),
             ..Default::default()
         };
         let scale = case["model_scale"].as_f64().unwrap() as f32;
@@ -352,7 +352,7 @@ fn generator_errors_draw_nothing() {
     scheduler.set_timesteps(10).unwrap();
     let options = StepOptions {
         eta: 1.0,
-        batch_size: 2,
+        batch_size: Some(2),
         ..Default::default()
     };
     let mut gens = vec![TorchCpuGenerator::new(0); 3];

@@ -143,7 +143,7 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
         for eta in [0.0f32, 1.0] {
             let options = StepOptions {
                 eta,
-                batch_size: shape[0],
+                batch_size: Some(shape[0]),
                 variance_noise: Some(&z),
                 ..Default::default()
             };

@@ -69,7 +69,7 @@ fn slice_options<'a, T>(
         eta: options.eta,
         use_clipped_model_output: options.use_clipped_model_output,
         variance_noise: noise,
-        batch_size,
+        batch_size: Some(batch_size),
         check_finite: options.check_finite,
     }
 }
@@ -371,9 +371,11 @@ mod tests {
         let x = ndarray::arr0(0.5f32);
         let m = ndarray::arr0(0.1f32);
         let out = step(&s, m.view(), 700, x.view(), &opts).unwrap();
-        let flat = s
-            .step(&[0.1f32], 700, &[0.5], &crate::StepOptions::default())
-            .unwrap();
+        let one = crate::StepOptions {
+            batch_size: Some(1),
+            ..Default::default()
+        };
+        let flat = s.step(&[0.1f32], 700, &[0.5], &one).unwrap();
         assert_eq!(out.prev_sample.into_scalar(), flat.prev_sample[0]);
         let empty = ndarray::Array2::<f64>::zeros((0, 3));
         let out = step(

@@ -4,6 +4,7 @@ use super::latents::fill_per_item;
 use super::{NoiseGenerator, RandnElement};
 use crate::element::Compute;
 use crate::error::{Error, Result};
+use crate::scheduler::check_batch;
 use crate::{DdimScheduler, StepOptions, StepOutput};
 
 impl DdimScheduler {
@@ -55,7 +56,7 @@ impl DdimScheduler {
     /// let mut scheduler = DdimScheduler::new(DdimConfig::default())?;
     /// scheduler.set_timesteps(10)?;
     /// let mut gens = [TorchCpuGenerator::new(1), TorchCpuGenerator::new(2)];
-    /// let options = StepOptions { eta: 1.0, batch_size: 2, ..Default::default() };
+    /// let options = StepOptions { eta: 1.0, batch_size: Some(2), ..Default::default() };
     /// let out = scheduler.step_with_generators(&[0.1f32; 8], 900, &[0.5; 8], &options, &mut gens)?;
     /// assert_eq!(out.prev_sample.len(), 8);
     /// # Ok::<(), ddim::Error>(())
@@ -75,14 +76,9 @@ impl DdimScheduler {
     ) -> Result<StepOutput<T>> {
         if options.eta > 0.0 {
             self.check_before_drawing(model_output, timestep, sample, options)?;
-            if generators.len() != 1 && generators.len() != options.batch_size {
-                return Err(Error::GeneratorCountMismatch {
-                    generators: generators.len(),
-                    batch_size: options.batch_size,
-                });
-            }
+            check_generator_count(generators.len(), options.batch_size)?;
             let mut noise = vec![T::from_compute(<T::Compute as Compute>::ZERO); sample.len()];
-            fill_per_item(&mut noise, options.batch_size, generators)?;
+            fill_per_item(&mut noise, options.batch(), generators)?;
             return self.step_with_noise(model_output, timestep, sample, options, &noise);
         }
         self.step(model_output, timestep, sample, options)
@@ -155,14 +151,9 @@ impl DdimScheduler {
     ) -> Result<()> {
         if options.eta > 0.0 {
             self.check_before_drawing(model_output, timestep, sample, options)?;
-            if generators.len() != 1 && generators.len() != options.batch_size {
-                return Err(Error::GeneratorCountMismatch {
-                    generators: generators.len(),
-                    batch_size: options.batch_size,
-                });
-            }
+            check_generator_count(generators.len(), options.batch_size)?;
             check_noise_buffer(noise, sample.len())?;
-            fill_per_item(noise, options.batch_size, generators)?;
+            fill_per_item(noise, options.batch(), generators)?;
             let options = StepOptions {
                 variance_noise: Some(noise),
                 ..*options
@@ -191,13 +182,7 @@ impl DdimScheduler {
                 got: model_output.len(),
             });
         }
-        if options.batch_size == 0 || sample.len() % options.batch_size != 0 {
-            return Err(Error::BatchSizeMismatch {
-                batch_size: options.batch_size,
-                len: sample.len(),
-            });
-        }
-        Ok(())
+        check_batch(options.batch_size, sample.len(), self.config().thresholding)
     }
 
     fn step_with_noise<T: RandnElement>(
@@ -225,5 +210,20 @@ fn check_noise_buffer<T>(noise: &[T], len: usize) -> Result<()> {
             expected: len,
             got: noise.len(),
         })
+    }
+}
+
+/// One generator for the whole batch, or one per sample of a given batch size.
+fn check_generator_count(generators: usize, batch_size: Option<usize>) -> Result<()> {
+    match batch_size {
+        _ if generators == 1 => Ok(()),
+        None if generators > 1 => Err(Error::BatchSizeRequired {
+            needs_it: "there is more than one generator (one per sample)",
+        }),
+        Some(batch_size) if generators == batch_size => Ok(()),
+        batch_size => Err(Error::GeneratorCountMismatch {
+            generators,
+            batch_size: batch_size.unwrap_or(1),
+        }),
     }
 }

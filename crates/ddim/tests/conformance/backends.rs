@@ -140,7 +140,7 @@ impl<T: Typed> Backend for Slice<T> {
             eta: i.eta,
             use_clipped_model_output: i.ucmo,
             variance_noise: z.as_deref(),
-            batch_size: i.shape[0],
+            batch_size: Some(i.shape[0]),
             ..Default::default()
         };
         let out = s.step(&to_elem::<T>(i.m), i.t, &to_elem::<T>(i.x), &options)?;

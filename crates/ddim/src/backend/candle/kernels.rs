@@ -66,7 +66,7 @@ pub(super) fn fused_step<T: Element + WithDType>(
             eta: options.eta,
             use_clipped_model_output: options.use_clipped_model_output,
             variance_noise: z,
-            batch_size: batch_of(sample.dims()),
+            batch_size: Some(batch_of(sample.dims())),
             check_finite: options.check_finite,
         };
         scheduler.step(m, timestep, x, &slice_options)?
