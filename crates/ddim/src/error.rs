@@ -301,6 +301,16 @@ pub enum Error {
         got: String,
     },
 
+    /// An in-place step was given two tensors that share their storage (clones or views of
+    /// one tensor): it would read elements it has already overwritten.
+    #[error("`{name}` shares its storage with `{with}`: an in-place step needs tensors that do not overlap (clone one, or use step)")]
+    SharedStorage {
+        /// The tensor named first.
+        name: &'static str,
+        /// The tensor it shares storage with.
+        with: &'static str,
+    },
+
     /// An operation of the tensor framework failed (device errors, out of memory, a device
     /// that lacks an operation).
     #[cfg(feature = "candle")]

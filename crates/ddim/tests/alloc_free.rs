@@ -121,3 +121,40 @@ fn the_counter_counts() {
     });
     assert_eq!(info.count_total, 2);
 }
+
+/// The candle backend's `step_in_place` on contiguous CPU tensors allocates no buffer: only
+/// the small list of axes candle's in-place op API sorts to check the destination for
+/// overlap (`Layout::has_internal_overlap`), once per locked tensor, two per step.
+#[cfg(feature = "candle")]
+#[test]
+fn candle_step_in_place_does_not_allocate() {
+    use candle_core::{Device, Tensor};
+    use ddim::backend::{candle::step_in_place, TensorStepOptions};
+    let len = 2 * 4 * 64 * 64;
+    let tensor =
+        |seed| Tensor::from_vec(pseudo_random(len, seed), (2, 4, 64, 64), &Device::Cpu).unwrap();
+    for thresholding in [false, true] {
+        let config = DdimConfig {
+            thresholding,
+            ..DdimConfig::default()
+        };
+        let mut scheduler = DdimScheduler::new(config).unwrap();
+        scheduler.set_timesteps(50).unwrap();
+        let (m, x, z) = (tensor(1), tensor(2), tensor(3));
+        let options = TensorStepOptions {
+            eta: 1.0,
+            variance_noise: Some(&z),
+            ..Default::default()
+        };
+        let info = allocation_counter::measure(|| {
+            for &t in &scheduler.timesteps()[..3] {
+                step_in_place(&scheduler, &m, t, &x, &options).unwrap();
+            }
+        });
+        let steps = 3;
+        assert!(
+            info.count_total <= 2 * steps && info.bytes_max <= 4 * 16,
+            "thresholding={thresholding}: {info:?}"
+        );
+    }
+}

@@ -424,3 +424,162 @@ fn check_finite_on_tensors() {
             .is_ok());
     }
 }
+
+/// `step_in_place` on tensors writes exactly what `step` returns into the sample and the model
+/// output, for every dtype and mode, on contiguous CPU tensors (the fused kernel) and on
+/// strided ones (`step` then `slice_set`); clones see the write; on error nothing changes.
+fn in_place_for<T: Element + WithDType>() {
+    use ddim::PredictionType;
+    let shape = (2usize, 4usize, 8usize, 8usize);
+    let n = 2 * 4 * 8 * 8;
+    let dev = Device::Cpu;
+    let tensor =
+        |seed: u32| Tensor::from_vec(elems::<T>(&pseudo_random(n, seed)), shape, &dev).unwrap();
+    for prediction_type in PredictionType::ALL.iter().copied() {
+        for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
+            let config = DdimConfig {
+                prediction_type,
+                clip_sample,
+                thresholding,
+                ..DdimConfig::default()
+            };
+            let mut s = DdimScheduler::new(config).unwrap();
+            s.set_timesteps(20).unwrap();
+            let z = tensor(3);
+            for (eta, ucmo) in [(0.0, false), (1.0, true)] {
+                let options = TensorStepOptions {
+                    eta,
+                    use_clipped_model_output: ucmo,
+                    variance_noise: Some(&z),
+                    ..Default::default()
+                };
+                let (m, x) = (tensor(1), tensor(2));
+                let want = dc::step(&s, &m, 651, &x, &options).unwrap();
+                // Contiguous: the fused in-place kernel. A clone shares the storage.
+                let (m_in, x_in) = (m.copy().unwrap(), x.copy().unwrap());
+                let x_clone = x_in.clone();
+                dc::step_in_place(&s, &m_in, 651, &x_in, &options).unwrap();
+                let id = format!(
+                    "{:?} {prediction_type} clip={clip_sample} thr={thresholding} eta={eta}",
+                    T::DTYPE
+                );
+                assert_eq!(bits::<T>(&x_in), bits::<T>(&want.prev_sample), "{id}");
+                assert_eq!(
+                    bits::<T>(&m_in),
+                    bits::<T>(&want.pred_original_sample),
+                    "{id} x0"
+                );
+                assert_eq!(
+                    bits::<T>(&x_clone),
+                    bits::<T>(&want.prev_sample),
+                    "{id} clone"
+                );
+                // Strided views (of transposed storage) are refused, and left as they were.
+                let strided = |t: &Tensor| {
+                    t.transpose(2, 3)
+                        .unwrap()
+                        .contiguous()
+                        .unwrap()
+                        .transpose(2, 3)
+                        .unwrap()
+                };
+                let (m_s, x_s) = (strided(&m), strided(&x));
+                let e = dc::step_in_place(&s, &m_s, 651, &x_s, &options).unwrap_err();
+                assert!(e.to_string().contains("only supports contiguous"), "{e}");
+                assert_eq!(bits::<T>(&x_s), bits::<T>(&x), "{id} strided untouched");
+                // A strided noise tensor is read through the op path, with the same result.
+                let (m_in, x_in) = (m.copy().unwrap(), x.copy().unwrap());
+                let z_s = strided(&z);
+                let strided_noise = TensorStepOptions {
+                    variance_noise: Some(&z_s),
+                    ..options
+                };
+                dc::step_in_place(&s, &m_in, 651, &x_in, &strided_noise).unwrap();
+                assert_eq!(
+                    bits::<T>(&x_in),
+                    bits::<T>(&want.prev_sample),
+                    "{id} strided z"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn step_in_place_on_tensors_equals_step() {
+    in_place_for::<f32>();
+    in_place_for::<f64>();
+    in_place_for::<half::f16>();
+    in_place_for::<half::bf16>();
+}
+
+#[test]
+fn step_in_place_on_tensors_refuses_shared_storage_and_changes_nothing_on_error() {
+    let dev = Device::Cpu;
+    let mut s = DdimScheduler::new(DdimConfig::default()).unwrap();
+    s.set_timesteps(10).unwrap();
+    let x = Tensor::from_vec(pseudo_random(32, 1), (2, 16), &dev).unwrap();
+    let m = Tensor::from_vec(pseudo_random(32, 2), (2, 16), &dev).unwrap();
+    let before = (bits::<f32>(&x), bits::<f32>(&m));
+    let opts = TensorStepOptions::default();
+    // A clone, and a view of the same storage.
+    let e = dc::step_in_place(&s, &x.clone(), 900, &x, &opts).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ddim::Error::SharedStorage {
+                name: "model_output",
+                with: "sample"
+            }
+        ),
+        "{e}"
+    );
+    let e = dc::step_in_place(
+        &s,
+        &x.reshape((4, 8)).unwrap().reshape((2, 16)).unwrap(),
+        900,
+        &x,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ddim::Error::SharedStorage { .. }), "{e}");
+    let noisy = TensorStepOptions {
+        eta: 1.0,
+        variance_noise: Some(&m),
+        ..Default::default()
+    };
+    let e = dc::step_in_place(&s, &m, 900, &x, &noisy).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ddim::Error::SharedStorage {
+                name: "variance_noise",
+                with: "model_output"
+            }
+        ),
+        "{e}"
+    );
+    // Errors of the step itself leave both tensors as they were.
+    for (t, o) in [
+        (1000, opts),
+        (
+            900,
+            TensorStepOptions {
+                eta: 1.0,
+                ..Default::default()
+            },
+        ),
+    ] {
+        assert!(dc::step_in_place(&s, &m, t, &x, &o).is_err());
+    }
+    let nan = Tensor::from_vec(vec![f32::NAN; 32], (2, 16), &dev).unwrap();
+    let checked = TensorStepOptions {
+        check_finite: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        dc::step_in_place(&s, &nan, 900, &x, &checked),
+        Err(ddim::Error::NonFinite { .. })
+    ));
+    assert_eq!((bits::<f32>(&x), bits::<f32>(&m)), before);
+}

@@ -385,6 +385,9 @@ fn candle_call(name: &str) -> Result<(), Error> {
         "candle-f16-model-output" => {
             cb::step(&s, &tensor((2, 3), DType::F16), 980, &x, &opts).map(drop)
         }
+        "candle-in-place-shared-storage" => {
+            cb::step_in_place(&s, &x.clone(), 980, &x, &opts).map(drop)
+        }
         "candle-model-output-transposed" => {
             cb::step(&s, &tensor((3, 2), DType::F32), 980, &x, &opts).map(drop)
         }

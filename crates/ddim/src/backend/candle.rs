@@ -1,7 +1,7 @@
 //! The scheduler on [`candle_core::Tensor`]s (feature `candle`): F16, BF16, F32, F64, on any
 //! device.
 //!
-//! Free functions that take the scheduler first: [`step`], [`step_with_generator`]
+//! Free functions that take the scheduler first: [`step`], [`step_in_place`], [`step_with_generator`]
 //! (torch-seeded noise), [`step_with_device_noise`], [`add_noise`], [`get_velocity`];
 //! [`CandleBackend`] has the same methods with a choice of [`Dispatch`]. Around the step:
 //! guidance ([`classifier_free_guidance`], [`rescale_noise_cfg`], [`guide`]), torch-seeded
@@ -9,12 +9,12 @@
 //! [`batch_step_no_noise`] and [`scale_model_input`]. A `ddim::Error` converts into a
 //! `candle_core::Error`, so `?` works in candle code.
 //!
-//! There is no in-place step on tensors: a candle tensor's clones share its storage, so
-//! writing into one would change the others. [`step`] returns fresh tensors, as candle's own
-//! ops do; for contiguous CPU tensors it reads the inputs in place and allocates just the two
-//! outputs. Tensors are batch-major: axis 0 is the batch (dynamic
-//! thresholding is per item of axis 0; `add_noise` takes one timestep per item, or one for
-//! all).
+//! [`step`] returns fresh tensors, as candle's own ops do; for contiguous CPU tensors it reads
+//! the inputs in place and allocates just the two outputs. [`step_in_place`] writes x_{t_prev}
+//! into the sample and x̂₀ into the model output through candle's in-place op API and
+//! allocates nothing on the CPU; like candle's `slice_set`, it changes every clone and view of
+//! those tensors. Tensors are batch-major: axis 0 is the batch (dynamic thresholding is per
+//! item of axis 0; `add_noise` takes one timestep per item, or one for all).
 //!
 //! Two implementations, one set of numbers:
 //!
@@ -66,6 +66,7 @@ macro_rules! by_dtype {
 }
 
 mod guidance;
+mod in_place;
 mod kernels;
 mod more;
 mod noise;
@@ -73,6 +74,7 @@ mod noise;
 mod transformers;
 
 pub use guidance::{classifier_free_guidance, guide, guide_with_ops, rescale_noise_cfg};
+pub use in_place::step_in_place;
 pub use more::{batch_step_no_noise, inverse_step, scale_model_input};
 pub use noise::{randn_latents, randn_latents_per_item, step_with_generator};
 #[cfg(feature = "candle-transformers")]
