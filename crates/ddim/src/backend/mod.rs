@@ -1,16 +1,26 @@
-//! Tensor backends: the scheduler's `step`, `step_into`, `add_noise` and `get_velocity` on
-//! the arrays and tensors that pipelines already hold.
+//! Tensor backends: the scheduler's `step`, `add_noise` and `get_velocity`, and the helpers
+//! around the step (guidance, torch-seeded noise, the inverse step), on the arrays and tensors
+//! that pipelines already hold.
 //!
 //! | feature | module | types | how |
 //! |---|---|---|---|
 //! | `ndarray` | `backend::ndarray` | `ArrayView<T, D>` of any dimension, `T` = f32, f64 (and f16, bf16) | standard layout goes straight to the fused slice kernel; other layouts are gathered in logical order, stepped, and scattered back |
 //! | `candle` | `backend::candle` | `Tensor` of F16, BF16, F32, F64 on any device | contiguous CPU tensors go through the fused slice kernel; everything else runs candle ops in diffusers' order |
 //!
-//! Both take the batch as axis 0: dynamic thresholding is per item of axis 0, and
-//! `add_noise`/`get_velocity` take one timestep per item of axis 0 (or one for all). The
-//! numbers are those of the slice path ([`DdimScheduler::step`](crate::DdimScheduler::step)),
-//! whose parity with diffusers the crate's golden tests measure; `docs/backends.md` lists the
-//! measured differences per backend and dtype.
+//! | function | ndarray | candle |
+//! |---|---|---|
+//! | `step`, `add_noise`, `get_velocity` | yes | yes |
+//! | `step_into`, `step_in_place` (writing into the caller's arrays) | yes | no: a tensor's clones share its storage |
+//! | `step_with_generator`, `randn_latents`, `randn_latents_per_item` (torch-seeded noise) | yes | yes |
+//! | `step_with_device_noise`, `randn_like` (the device's generator) | no | yes |
+//! | `classifier_free_guidance`, `rescale_noise_cfg`, `guide` | yes | yes (and `guide_with_ops`) |
+//! | `inverse_step`, `batch_step_no_noise`, `scale_model_input` | yes | yes |
+//!
+//! Both take the batch as axis 0: dynamic thresholding and the guidance rescale are per item of
+//! axis 0, and `add_noise`/`get_velocity` take one timestep per item of axis 0 (or one for
+//! all). The numbers are those of the slice path ([`DdimScheduler::step`](crate::DdimScheduler::step),
+//! [`crate::guidance`], [`crate::rng`]), whose parity with diffusers the crate's golden tests
+//! measure; `docs/backends.md` lists the measured differences per backend and dtype.
 
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]

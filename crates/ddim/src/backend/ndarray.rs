@@ -1,15 +1,22 @@
 //! The scheduler on [`ndarray`] arrays of any dimension (feature `ndarray`).
 //!
-//! Free functions that take the scheduler first: [`step`], [`step_into`], [`add_noise`],
-//! [`get_velocity`]. Arrays are batch-major: axis 0 is the batch (dynamic thresholding is per
-//! item of axis 0; `add_noise` takes one timestep per item of axis 0, or one for all).
+//! Free functions that take the scheduler first: [`step`], [`step_into`], [`step_in_place`],
+//! [`step_with_generator`] (torch-seeded noise), [`add_noise`], [`get_velocity`]. Around the
+//! step: guidance ([`classifier_free_guidance`], [`rescale_noise_cfg`], [`guide`]),
+//! torch-seeded latents ([`randn_latents`], [`randn_latents_per_item`]), the inverse
+//! scheduler ([`inverse_step`]), [`batch_step_no_noise`] and [`scale_model_input`]. Each
+//! computes with the slice function it wraps, so the numbers are the slice path's bit for bit.
+//! Arrays are batch-major: axis 0 is the batch (dynamic thresholding and the guidance rescale
+//! are per item of axis 0; `add_noise` and `batch_step_no_noise` take one timestep per item of
+//! axis 0, or one for all).
 //!
 //! Layouts: an array in standard (C, row-major) layout is handed to the fused slice kernel as
 //! it is, without a copy. Any other layout (transposed, sliced with steps, negative strides,
 //! Fortran order) is read in logical order into a contiguous buffer, stepped, and written
 //! back in logical order, so the result equals the standard-layout result on the same
-//! logical values, element for element. Outputs of [`step`] are new arrays in standard
-//! layout; [`step_into`] writes into the caller's views whatever their layout.
+//! logical values, element for element. Functions that return arrays return new arrays in
+//! standard layout; [`step_into`] and [`step_in_place`] write into the caller's views whatever
+//! their layout.
 //!
 //! Element types: `f32` and `f64` (computed in themselves), and `half::f16`/`half::bf16`
 //! (computed in f32, rounded once), as the slice path.
@@ -30,6 +37,14 @@
 //! # Ok::<(), ddim::Error>(())
 //! ```
 
+mod guidance;
+mod more;
+mod noise;
+
+pub use guidance::{classifier_free_guidance, guide, rescale_noise_cfg};
+pub use more::{batch_step_no_noise, inverse_step, scale_model_input, step_in_place};
+pub use noise::{randn_latents, randn_latents_per_item, step_with_generator};
+
 use std::borrow::Cow;
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
@@ -37,7 +52,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
 use super::{check_shape, per_item_timesteps, TensorStepOptions, TensorStepOutput};
 use crate::element::{Compute, Element};
 use crate::error::{Error, Result};
-use crate::scheduler::{DdimScheduler, StepOptions};
+use crate::scheduler::{DdimScheduler, StepOptions, StepOutput};
 
 /// The array's elements in logical (row-major) order: borrowed in standard layout, gathered
 /// otherwise.
@@ -56,6 +71,19 @@ fn array_from<T, D: Dimension>(shape: D, values: Vec<T>) -> Result<Array<T, D>> 
         expected: len,
         got: len,
     })
+}
+
+/// A slice step's two output vectors as arrays of `shape`.
+fn outputs<T, D: Dimension>(shape: D, out: StepOutput<T>) -> Result<TensorStepOutput<Array<T, D>>> {
+    Ok(TensorStepOutput {
+        prev_sample: array_from(shape.clone(), out.prev_sample)?,
+        pred_original_sample: array_from(shape, out.pred_original_sample)?,
+    })
+}
+
+/// `T`'s zero (to fill buffers the slice functions write).
+fn zero<T: Element>() -> T {
+    T::from_compute(<T::Compute as Compute>::ZERO)
 }
 
 fn slice_options<'a, T>(
@@ -142,10 +170,7 @@ pub fn step<T: Element, D: Dimension>(
         &x,
         &slice_options(options, z.as_deref(), batch),
     )?;
-    Ok(TensorStepOutput {
-        prev_sample: array_from(sample.raw_dim(), out.prev_sample)?,
-        pred_original_sample: array_from(sample.raw_dim(), out.pred_original_sample)?,
-    })
+    outputs(sample.raw_dim(), out)
 }
 
 /// Like [`step`], writing x_{t_prev} into `prev_sample` and x̂₀ into `pred_original_sample`
@@ -192,8 +217,7 @@ pub fn step_into<T: Element, D: Dimension>(
     ) {
         return scheduler.step_into(&m, timestep, &x, &slice, p, o);
     }
-    let zero = T::from_compute(<T::Compute as Compute>::ZERO);
-    let (mut p, mut o) = (vec![zero; m.len()], vec![zero; m.len()]);
+    let (mut p, mut o) = (vec![zero::<T>(); m.len()], vec![zero::<T>(); m.len()]);
     scheduler.step_into(&m, timestep, &x, &slice, &mut p, &mut o)?;
     prev_sample.iter_mut().zip(p).for_each(|(d, s)| *d = s);
     pred_original_sample
