@@ -378,6 +378,23 @@ fn inverse_and_batch_for<T: Element + WithDType>() {
     let got = dc::batch_step_no_noise(&scheduler, &mt, &[901, 1], &xt, true).unwrap();
     assert_eq!(bits::<T>(&got), slice_bits(&want));
     assert!(dc::batch_step_no_noise(&scheduler, &mt, &[901, 1, 2], &xt, true).is_err());
+    // One timestep for every item of axis 0.
+    let mut want = vec![zero; n];
+    scheduler
+        .batch_step_no_noise(&m, &[901, 901], &x, true, &mut want)
+        .unwrap();
+    let got = dc::batch_step_no_noise(&scheduler, &mt, &[901], &xt, true).unwrap();
+    assert_eq!(bits::<T>(&got), slice_bits(&want));
+    // A count that divides the elements but is not axis 0's length is refused, not taken as
+    // the batch size.
+    let four = mt.reshape((4, n / 4)).unwrap();
+    assert!(matches!(
+        dc::batch_step_no_noise(&scheduler, &four, &[901, 1], &four, true),
+        Err(ddim::Error::TimestepCountMismatch {
+            batch_size: 4,
+            got: 2
+        })
+    ));
     assert_eq!(
         bits::<T>(&dc::scale_model_input(&scheduler, &xt, 901)),
         slice_bits(scheduler.scale_model_input(&x, 901))

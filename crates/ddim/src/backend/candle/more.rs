@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor, WithDType};
 
 use super::kernels::cpu_slice;
 use super::{check_like, check_sample_dtype, unsupported};
-use crate::backend::TensorStepOutput;
+use crate::backend::{per_item_timesteps, TensorStepOutput};
 use crate::element::{Compute, Element};
 use crate::error::Result;
 use crate::inverse::DdimInverseScheduler;
@@ -119,8 +119,9 @@ fn batch_typed<T: Element + WithDType>(
 }
 
 /// [`DdimScheduler::batch_step_no_noise`] on tensors: item b of axis 0 steps from
-/// `timesteps[b]` with η = 0; returns x_{t_prev} of every item (the sample's shape, dtype and
-/// device), bit for bit the slice path's.
+/// `timesteps[b]` with η = 0 (one timestep for every item when `timesteps` has one); returns
+/// x_{t_prev} of every item (the sample's shape, dtype and device), bit for bit the slice
+/// path's.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -134,7 +135,9 @@ fn batch_typed<T: Element + WithDType>(
 ///
 /// # Errors
 ///
-/// As [`DdimScheduler::batch_step_no_noise`] (one timestep per item of axis 0), and
+/// As [`DdimScheduler::batch_step_no_noise`],
+/// [`Error::TimestepCountMismatch`](crate::Error::TimestepCountMismatch) unless there is one
+/// timestep or one per item of axis 0, and
 /// [`Error::UnsupportedDtype`](crate::Error::UnsupportedDtype),
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch), [`Error::Candle`](crate::Error::Candle).
 pub fn batch_step_no_noise(
@@ -146,13 +149,16 @@ pub fn batch_step_no_noise(
 ) -> Result<Tensor> {
     check_sample_dtype(sample)?;
     check_like("model_output", sample, model_output)?;
+    // One timestep per item of axis 0 (or one for all): the slice path alone would take the
+    // number of timesteps as the batch size, and threshold other items than axis 0's.
+    let timesteps = per_item_timesteps(timesteps, sample.dims())?;
     by_dtype!(
         "sample",
         sample.dtype(),
         batch_typed,
         scheduler,
         model_output,
-        timesteps,
+        &timesteps,
         sample,
         use_clipped_model_output
     )
