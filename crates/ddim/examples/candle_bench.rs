@@ -1,7 +1,9 @@
 //! Times, in one process and alternately, this crate's candle backend against candle's own
-//! code: one DDIM step (`ddim::backend::candle::step` against candle-transformers'
-//! `DDIMScheduler::step`, η = 0, F32, CPU), and one guided prediction (`backend::candle::guide`:
-//! CFG 7.5 + `rescale_noise_cfg` 0.7, against the same maths in plain candle ops).
+//! code: one DDIM step (`ddim::backend::candle::step`, and `step_in_place` timed together with
+//! restoring its two inputs by `slice_set` before each call, against candle-transformers'
+//! `DDIMScheduler::step`, η = 0, F32, CPU), and one guided prediction
+//! (`backend::candle::guide`: CFG 7.5 + `rescale_noise_cfg` 0.7, against the same maths in
+//! plain candle ops).
 //!
 //! ```sh
 //! cargo run --release -p ddim --example candle_bench --features candle-transformers
@@ -113,6 +115,28 @@ fn main() -> candle_core::Result<()> {
             },
         )?;
         let name = format!("step {}x{}x{}x{}", shape.0, shape.1, shape.2, shape.3);
+        println!("{name:<34} {a:>12.1} {b:>12.1} {:>7.1}x", b / a);
+        // The in-place step overwrites its inputs: each call first copies the originals back
+        // (two copies of the sample's size, no allocation), and that time is counted as ours.
+        let (m_io, x_io) = (m.copy()?, x.copy()?);
+        let (a, b) = time_pair(
+            budget,
+            || {
+                m_io.slice_set(&m, 0, 0)?;
+                x_io.slice_set(&x, 0, 0)?;
+                ddim::backend::candle::step_in_place(&ours, &m_io, t, &x_io, &Default::default())?;
+                Ok(())
+            },
+            || {
+                let out = theirs.step(&m, t, &x)?;
+                std::hint::black_box(out);
+                Ok(())
+            },
+        )?;
+        let name = format!(
+            "step_in_place+copies {}x{}x{}x{}",
+            shape.0, shape.1, shape.2, shape.3
+        );
         println!("{name:<34} {a:>12.1} {b:>12.1} {:>7.1}x", b / a);
     }
     let noise_pred = Tensor::randn(0f32, 1.0, (4, 4, 64, 64), &dev)?;

@@ -394,22 +394,28 @@ pub(crate) fn recover_abs_into<E: Element>(
     sample: &[E],
     out: &mut [E::Compute],
 ) {
-    #[inline(always)]
-    fn each<E: Element, const P: u8>(
-        k: &Scalars<E::Compute>,
-        m: &[E],
-        x: &[E],
-        out: &mut [E::Compute],
-    ) {
-        for ((o, &mi), &xi) in out.iter_mut().zip(m).zip(x) {
-            let x0 = recover::<E::Compute, P>(k, mi.to_compute(), xi.to_compute()).0;
-            *o = E::from_compute(x0).to_compute().abs();
+    /// |x̂₀| of one chunk, as a kernel compiled per instruction set.
+    struct AbsInto<'a, E: Element, const P: u8> {
+        k: &'a Scalars<E::Compute>,
+        m: &'a [E],
+        x: &'a [E],
+        out: &'a mut [E::Compute],
+    }
+    impl<E: Element, const P: u8> Kernel for AbsInto<'_, E, P> {
+        type Output = ();
+        #[inline(always)]
+        fn run<const FMA: bool>(self) {
+            for ((o, &mi), &xi) in self.out.iter_mut().zip(self.m).zip(self.x) {
+                let x0 = recover::<E::Compute, P>(self.k, mi.to_compute(), xi.to_compute()).0;
+                *o = E::from_compute(x0).to_compute().abs();
+            }
         }
     }
+    let (m, x, isa) = (model_output, sample, crate::simd::isa());
     match prediction {
-        PredictionType::Epsilon => each::<E, EPSILON>(k, model_output, sample, out),
-        PredictionType::Sample => each::<E, SAMPLE>(k, model_output, sample, out),
-        PredictionType::VPrediction => each::<E, V_PREDICTION>(k, model_output, sample, out),
+        PredictionType::Epsilon => run_isa(AbsInto::<E, EPSILON> { k, m, x, out }, isa),
+        PredictionType::Sample => run_isa(AbsInto::<E, SAMPLE> { k, m, x, out }, isa),
+        PredictionType::VPrediction => run_isa(AbsInto::<E, V_PREDICTION> { k, m, x, out }, isa),
     }
 }
 
@@ -424,6 +430,7 @@ pub(crate) struct Partition {
     pub(crate) candidates: usize,
 }
 
+#[inline(always)]
 fn recover_partition<E: Element, const P: u8>(
     k: &Scalars<E::Compute>,
     m: &[E],
@@ -493,16 +500,49 @@ pub(crate) fn recover_x0_partition<E: Element>(
     pivots: (E::Compute, E::Compute),
     scratch: &mut [E],
 ) -> Partition {
+    /// [`recover_partition`] as a kernel compiled per instruction set.
+    struct Partitioned<'a, E: Element, const P: u8> {
+        k: &'a Scalars<E::Compute>,
+        m: &'a [E],
+        x: &'a [E],
+        x0_out: &'a mut [E],
+        pivots: (E::Compute, E::Compute),
+        scratch: &'a mut [E],
+    }
+    impl<E: Element, const P: u8> Kernel for Partitioned<'_, E, P> {
+        type Output = Partition;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> Partition {
+            recover_partition::<E, P>(
+                self.k,
+                self.m,
+                self.x,
+                self.x0_out,
+                self.pivots,
+                self.scratch,
+            )
+        }
+    }
+    let (m, x, isa) = (model_output, sample, crate::simd::isa());
+    macro_rules! partitioned {
+        ($p:expr) => {
+            run_isa(
+                Partitioned::<E, { $p }> {
+                    k,
+                    m,
+                    x,
+                    x0_out,
+                    pivots,
+                    scratch,
+                },
+                isa,
+            )
+        };
+    }
     match prediction {
-        PredictionType::Epsilon => {
-            recover_partition::<E, EPSILON>(k, model_output, sample, x0_out, pivots, scratch)
-        }
-        PredictionType::Sample => {
-            recover_partition::<E, SAMPLE>(k, model_output, sample, x0_out, pivots, scratch)
-        }
-        PredictionType::VPrediction => {
-            recover_partition::<E, V_PREDICTION>(k, model_output, sample, x0_out, pivots, scratch)
-        }
+        PredictionType::Epsilon => partitioned!(EPSILON),
+        PredictionType::Sample => partitioned!(SAMPLE),
+        PredictionType::VPrediction => partitioned!(V_PREDICTION),
     }
 }
 

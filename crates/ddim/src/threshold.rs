@@ -127,21 +127,22 @@ pub(crate) fn recover_x0_and_quantile<E: Element>(
     abs_quantile(x0_out, q, scratch)
 }
 
-/// Calls `f` with |x̂₀| of every element in order, computed a chunk at a time by a
-/// vectorisable loop (the division is the costly part) into a small stack buffer.
-fn for_each_abs<E: Element>(
+/// Calls `f` with |x̂₀| of every element in order, a chunk at a time: each chunk is computed
+/// by a vectorised loop (the division is the costly part) into a small stack buffer.
+fn for_each_abs_chunk<E: Element>(
     prediction: PredictionType,
     k: &Scalars<E::Compute>,
     model_output: &[E],
     sample: &[E],
-    mut f: impl FnMut(E::Compute),
+    mut f: impl FnMut(&[E::Compute]),
 ) {
     const CHUNK: usize = 256;
     let mut values = [E::Compute::ZERO; CHUNK];
     for (m, x) in model_output.chunks(CHUNK).zip(sample.chunks(CHUNK)) {
         kernel::recover_abs_into(prediction, k, m, x, &mut values);
-        for &a in values.iter().take(m.len().min(x.len())) {
-            f(a);
+        // Chunks are at most CHUNK long: `get` always succeeds.
+        if let Some(chunk) = values.get(..m.len().min(x.len())) {
+            f(chunk);
         }
     }
 }
@@ -191,31 +192,47 @@ pub(crate) fn abs_x0_quantile<E: Element>(
         let mut histogram = [0usize; 256];
         let (mut below, mut inside, mut has_nan) = (0usize, 0usize, false);
         if with_histogram {
-            for_each_abs(prediction, k, model_output, sample, |a| {
-                has_nan |= a.is_nan();
-                let kv = key(a);
-                if kv < lo {
-                    below += 1;
-                } else if kv <= hi {
-                    inside += 1;
-                    if let Some(bin) = usize::try_from((kv - lo) >> shift)
-                        .ok()
-                        .and_then(|b| histogram.get_mut(b))
-                    {
-                        *bin += 1;
+            for_each_abs_chunk(prediction, k, model_output, sample, |chunk| {
+                for &a in chunk {
+                    has_nan |= a.is_nan();
+                    let kv = key(a);
+                    if kv < lo {
+                        below += 1;
+                    } else if kv <= hi {
+                        inside += 1;
+                        if let Some(bin) = usize::try_from((kv - lo) >> shift)
+                            .ok()
+                            .and_then(|b| histogram.get_mut(b))
+                        {
+                            *bin += 1;
+                        }
                     }
                 }
             });
         } else {
             let (low, high) = (value(lo), value(hi));
-            for_each_abs(prediction, k, model_output, sample, |a| {
-                has_nan |= a.is_nan();
-                below += usize::from(a < low);
-                if a >= low && a <= high {
-                    if let Some(slot) = buffer.get_mut(inside) {
-                        *slot = E::from_compute(a);
+            for_each_abs_chunk(prediction, k, model_output, sample, |chunk| {
+                // Branch-free counts over the chunk; only blocks of 16 holding a value at or
+                // above the low pivot (few, with sampled pivots) are compacted one by one.
+                has_nan |= chunk.iter().fold(false, |nan, a| nan | a.is_nan());
+                // u32 lanes (a chunk is short): twice as many per vector as usize.
+                let below_chunk = chunk.iter().fold(0u32, |n, &a| n + u32::from(a < low)) as usize;
+                below += below_chunk;
+                if below_chunk == chunk.len() {
+                    return;
+                }
+                for block in chunk.chunks(16) {
+                    if !block.iter().fold(false, |any, &a| any | (a >= low)) {
+                        continue;
                     }
-                    inside += 1;
+                    for &a in block {
+                        if a >= low && a <= high {
+                            if let Some(slot) = buffer.get_mut(inside) {
+                                *slot = E::from_compute(a);
+                            }
+                            inside += 1;
+                        }
+                    }
                 }
             });
         }
@@ -271,13 +288,15 @@ pub(crate) fn abs_x0_quantile<E: Element>(
         // bins between are empty): one more pass finds the two.
         let ((lo_start, lo_end), (hi_start, hi_end)) = (bin(b_lo), bin(b_hi));
         let (mut lo_key, mut hi_key) = (lo_start, hi_end);
-        for_each_abs(prediction, k, model_output, sample, |a| {
-            let kv = key(a);
-            if kv >= lo_start && kv <= lo_end && kv > lo_key {
-                lo_key = kv;
-            }
-            if kv >= hi_start && kv <= hi_end && kv < hi_key {
-                hi_key = kv;
+        for_each_abs_chunk(prediction, k, model_output, sample, |chunk| {
+            for &a in chunk {
+                let kv = key(a);
+                if kv >= lo_start && kv <= lo_end && kv > lo_key {
+                    lo_key = kv;
+                }
+                if kv >= hi_start && kv <= hi_end && kv < hi_key {
+                    hi_key = kv;
+                }
             }
         });
         let (lo_value, hi_value) = (value(lo_key).to_f64(), value(hi_key).to_f64());
