@@ -480,6 +480,51 @@ mod tests {
         }
     }
 
+    /// The in-place quantile (no buffer: counts, stack candidates, histogram narrowing) gives
+    /// the out-of-place one's value on data whose candidates fit on the stack and on data
+    /// whose candidates do not (q = 0.5 of 70,000 values: the histogram passes), with ties.
+    #[test]
+    fn buffer_free_quantile_equals_the_buffered_one() {
+        use crate::coefficients::StepCoefficients;
+        let c = StepCoefficients::new(780, Some(760), 0.09, 0.1, 0.0);
+        let k = kernel::scalars(&c, 1.0f32);
+        for n in [300usize, 5000, 70_000] {
+            let datasets: Vec<Vec<f32>> = vec![
+                (0..n)
+                    .map(|i| ((i * 7919) % 100_003) as f32 / 25_000.0 - 2.0)
+                    .collect(),
+                (0..n).map(|i| (i % 3) as f32).collect(),
+                (0..n)
+                    .map(|i| ((i as f32 * 0.37).sin()).powi(9) * 100.0)
+                    .collect(),
+                vec![0.75; n],
+            ];
+            let x = (0..n).map(|i| (i % 17) as f32 * 0.1).collect::<Vec<_>>();
+            for (d, m) in datasets.iter().enumerate() {
+                for prediction in PredictionType::ALL.iter().copied() {
+                    for q in [0.5, 0.9, 0.995, 1.0, 0.0] {
+                        let (mut x0, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
+                        let want = recover_x0_and_quantile(
+                            prediction,
+                            &k,
+                            m,
+                            &x,
+                            &mut x0,
+                            q,
+                            &mut scratch,
+                        );
+                        let got = abs_x0_quantile(prediction, &k, m, &x, q);
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "n={n} data {d} {prediction} q={q}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn nan_row_gives_nan_threshold() {
         let mut scratch = [0.0f32; 3];
