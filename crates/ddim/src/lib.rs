@@ -34,8 +34,8 @@
 //! |---|---|---|---|
 //! | `rayon` | yes | large steps split over rayon's pool (bit-identical to one thread) | `rayon` |
 //! | `clap` | no | `clap::ValueEnum` on the mode enums | `clap` |
-//! | `ndarray` | no | `backend::ndarray`: step, step_into, add_noise, get_velocity on `ArrayView`s of any dimension and layout | `ndarray` |
-//! | `candle` | no | `backend::candle`: the same on candle `Tensor`s (F16, BF16, F32, F64) on any device, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `candle-core` |
+//! | `ndarray` | no | `backend::ndarray`: step, step_into, step_in_place, add_noise, get_velocity on `ArrayView`s of any dimension and layout, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `ndarray` |
+//! | `candle` | no | `backend::candle`: step, step_in_place, add_noise, get_velocity on candle `Tensor`s (F16, BF16, F32, F64) on any device, plus guidance, torch-seeded latents and noise, the inverse step, `batch_step_no_noise` | `candle-core` |
 //! | `candle-transformers` | no | `backend::candle::TransformersDdim`: candle-transformers' Stable Diffusion `Scheduler` trait, so candle's SD code switches to this DDIM by one line | `candle-transformers` |
 //!
 //! The versions of the dependencies users combine with this crate are re-exported:
