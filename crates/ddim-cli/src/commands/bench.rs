@@ -6,6 +6,9 @@
 //! number of bytes (reads `k/2` arrays' worth, writes as much) with the same threading rule as
 //! the step (rayon above `PARALLEL_MIN_LEN` elements), so "% of copy" is how close the step
 //! comes to the memory bound.
+//!
+//! Each row also times the in-place step, the allocating step, and the candle backend's
+//! allocating `step` and `step_in_place` on CPU tensors of the same shape (F32).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,6 +57,10 @@ struct Row {
     refresh: Duration,
     /// The allocating `step` (two fresh output vectors per call), dropped each time.
     alloc_step: Duration,
+    /// `backend::candle::step` on CPU tensors (two fresh output tensors per call).
+    candle_step: Duration,
+    /// `backend::candle::step_in_place` plus restoring its two input tensors (`slice_set`).
+    candle_in_place_with_refresh: Duration,
 }
 
 impl Row {
@@ -188,6 +195,8 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 || {},
             );
             std::hint::black_box((&mw, &xw, &mr, &xr));
+            let (candle_step, candle_in_place_with_refresh) =
+                bench_candle(&scheduler, t, shape, (&m, &x, &z), eta, budget)?;
             rows.push(Row {
                 shape,
                 eta,
@@ -198,12 +207,52 @@ fn bench_shape(shape: [usize; 4], budget: Duration) -> anyhow::Result<Vec<Row>> 
                 in_place_with_refresh,
                 refresh,
                 alloc_step,
+                candle_step,
+                candle_in_place_with_refresh,
             });
         }
     }
     // Keep the inputs observable so the steps are not optimised away.
     std::hint::black_box((&mut m, &mut x, &prev, &x0, &dst));
     Ok(rows)
+}
+
+/// The candle backend's allocating step and its in-place step (with the refresh of its two
+/// inputs), alternately, on F32 CPU tensors holding the same values as the slices.
+fn bench_candle(
+    scheduler: &DdimScheduler,
+    t: usize,
+    shape: [usize; 4],
+    (m, x, z): (&[f32], &[f32], &[f32]),
+    eta: f32,
+    budget: Duration,
+) -> anyhow::Result<(Duration, Duration)> {
+    use ddim::backend::{candle as dc, TensorStepOptions};
+    use ddim::candle_core::{Device, Tensor};
+    let tensor = |v: &[f32]| Tensor::from_slice(v, &shape[..], &Device::Cpu);
+    let (mt, xt, zt) = (tensor(m)?, tensor(x)?, tensor(z)?);
+    let (mw, xw) = (mt.copy()?, xt.copy()?);
+    let options = TensorStepOptions {
+        eta,
+        variance_noise: Some(&zt),
+        ..Default::default()
+    };
+    let (step, in_place) = time_pair(
+        budget / 2,
+        || {
+            let out = dc::step(scheduler, &mt, t, &xt, &options);
+            std::hint::black_box(out.expect("inputs were checked by the slice step"));
+        },
+        || {
+            mw.slice_set(&mt, 0, 0)
+                .expect("same shape, dtype and device");
+            xw.slice_set(&xt, 0, 0)
+                .expect("same shape, dtype and device");
+            dc::step_in_place(scheduler, &mw, t, &xw, &options)
+                .expect("inputs were checked by the slice step");
+        },
+    );
+    Ok((step, in_place))
 }
 
 pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
@@ -228,11 +277,12 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         "# one DDIM step (f32, epsilon, t = 780 of 50 leading steps), {threads} rayon threads, \
          {kernel} kernels\n\
          # us/step: step_into; in-place+ref: step_in_place plus copying its 2 inputs back \
-         (refresh: the copies alone); alloc step: the allocating step"
+         (refresh: the copies alone); alloc step: the allocating step; candle step / \
+         candle in-place+ref: backend::candle's step and step_in_place (+ refresh), F32 CPU"
     )?;
     writeln!(
         out,
-        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9} {:>14} {:>11} {:>12}",
+        "{:<18} {:>4} {:>9} {:>12} {:>9} {:>11} {:>9} {:>14} {:>11} {:>12} {:>12} {:>20}",
         "shape",
         "eta",
         "threshold",
@@ -242,14 +292,16 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         "% copy",
         "in-place+ref",
         "refresh",
-        "alloc step"
+        "alloc step",
+        "candle step",
+        "candle in-place+ref"
     )?;
     let mut rows = Vec::new();
     for &shape in shapes {
         for row in bench_shape(shape, budget)? {
             writeln!(
                 out,
-                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}% {:>14.2} {:>11.2} {:>12.2}",
+                "{:<18} {:>4} {:>9} {:>12.2} {:>9.2} {:>11.2} {:>8.1}% {:>14.2} {:>11.2} {:>12.2} {:>12.2} {:>20.2}",
                 shape.map(|d| d.to_string()).join("x"),
                 row.eta,
                 row.thresholding,
@@ -259,7 +311,9 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
                 row.percent_of_copy(),
                 row.in_place_with_refresh.as_secs_f64() * 1e6,
                 row.refresh.as_secs_f64() * 1e6,
-                row.alloc_step.as_secs_f64() * 1e6
+                row.alloc_step.as_secs_f64() * 1e6,
+                row.candle_step.as_secs_f64() * 1e6,
+                row.candle_in_place_with_refresh.as_secs_f64() * 1e6
             )?;
             out.flush()?;
             rows.push(row);
@@ -281,6 +335,8 @@ pub(crate) fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
                     "in_place_with_refresh_us": r.in_place_with_refresh.as_secs_f64() * 1e6,
                     "refresh_us": r.refresh.as_secs_f64() * 1e6,
                     "alloc_step_us": r.alloc_step.as_secs_f64() * 1e6,
+                    "candle_step_us": r.candle_step.as_secs_f64() * 1e6,
+                    "candle_in_place_with_refresh_us": r.candle_in_place_with_refresh.as_secs_f64() * 1e6,
                 })
             })
             .collect();
