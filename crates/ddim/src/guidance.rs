@@ -151,17 +151,21 @@ pub fn rescale_noise_cfg<T: Element>(
             minimum: 2,
         });
     }
-    // First every sample's ratio (one small allocation), so that an error leaves `noise_cfg`
-    // untouched.
-    let mut ratios = Vec::with_capacity(batch_size);
-    let whole_batch = batch_size == 1;
-    for (sample, (cfg, text)) in noise_cfg
+    // First every sample's ratio (small allocations), so that an error leaves `noise_cfg`
+    // untouched. Per sample: σ(ε_text) and σ(ε_cfg), in that order.
+    let pairs: Vec<&[T]> = noise_pred_text
         .chunks_exact(per_sample)
-        .zip(noise_pred_text.chunks_exact(per_sample))
-        .enumerate()
-    {
-        let std_text = sample_std(text, whole_batch);
-        let std_cfg = sample_std(cfg, whole_batch);
+        .zip(noise_cfg.chunks_exact(per_sample))
+        .flat_map(|(text, cfg)| [text, cfg])
+        .collect();
+    let stds = if batch_size == 1 {
+        pairs.iter().map(|s| full_reduction_std(s)).collect()
+    } else {
+        welford_stds(&pairs)
+    };
+    let mut ratios = Vec::with_capacity(batch_size);
+    for (sample, pair) in stds.chunks_exact(2).enumerate() {
+        let [std_text, std_cfg] = [pair[0], pair[1]];
         if std_cfg.to_f64() == 0.0 {
             return Err(Error::ZeroStdCfg { sample });
         }
@@ -179,41 +183,72 @@ pub fn rescale_noise_cfg<T: Element>(
     Ok(())
 }
 
-/// The unbiased standard deviation of one sample, as torch's CPU `std` computes it, rounded
-/// to the compute type.
-///
-/// `whole_batch` (a batch of one) selects torch's full-reduction path: the mean in the
-/// compute type (torch's cascade sum, divided by N there), then squared deviations from it
-/// summed in double. Otherwise torch's Welford reduction in double:
-/// mean ← mean + δ/n, M₂ ← M₂ + δ·(x − mean_new), σ² = M₂/(n − 1).
-fn sample_std<C: Compute, T: Element<Compute = C>>(values: &[T], whole_batch: bool) -> C {
+/// The unbiased standard deviation of a batch of one, as torch's CPU `std` computes a full
+/// reduction, rounded to the compute type: the mean in the compute type (torch's cascade sum,
+/// divided by N there), then squared deviations from it summed in double.
+fn full_reduction_std<C: Compute, T: Element<Compute = C>>(values: &[T]) -> C {
     // Element counts are far below 2^53, so they convert to f64 exactly.
     #[allow(clippy::cast_precision_loss)]
     let n = values.len() as f64;
-    let var = if whole_batch {
-        let widened: Vec<C> = values.iter().map(|v| v.to_compute()).collect();
-        let mean = (torch_sum(&widened) / C::from_f64(n)).to_f64();
-        let sum_dx2: f64 = values
-            .iter()
-            .map(|v| {
-                let dx = v.to_compute().to_f64() - mean;
-                dx * dx
-            })
-            .sum();
-        sum_dx2 / (n - 1.0)
-    } else {
-        let (mut mean, mut m2, mut count) = (0.0f64, 0.0f64, 0.0f64);
-        for v in values {
-            let x = v.to_compute().to_f64();
-            count += 1.0;
-            let delta = x - mean;
-            mean += delta / count;
-            m2 += delta * (x - mean);
-        }
-        m2 / (n - 1.0)
-    };
-    C::from_f64(var.sqrt())
+    let widened: Vec<C> = values.iter().map(|v| v.to_compute()).collect();
+    let mean = (torch_sum(&widened) / C::from_f64(n)).to_f64();
+    let sum_dx2: f64 = values
+        .iter()
+        .map(|v| {
+            let dx = v.to_compute().to_f64() - mean;
+            dx * dx
+        })
+        .sum();
+    C::from_f64((sum_dx2 / (n - 1.0)).sqrt())
 }
+
+/// The unbiased standard deviation of each of `samples` (all of one length) as torch's CPU
+/// `std` reduces one axis of a batch, rounded to the compute type: Welford's algorithm in
+/// double,
+///
+/// mean ← mean + δ/n, M₂ ← M₂ + δ·(x − mean_new), σ² = M₂/(n − 1), with δ = x − mean.
+///
+/// Each sample is one chain of dependent divisions, so the samples run in lockstep,
+/// [`WELFORD_LANES`] at a time, and their divisions overlap in the pipeline. Each sample sees
+/// the same operations in the same order as alone, so the bits are those of torch's loop.
+fn welford_stds<C: Compute, T: Element<Compute = C>>(samples: &[&[T]]) -> Vec<C> {
+    let mut stds = Vec::with_capacity(samples.len());
+    for group in samples.chunks(WELFORD_LANES) {
+        let Some(&first) = group.first() else {
+            continue;
+        };
+        // Lanes past the group's end repeat its first sample; their results are dropped.
+        let lanes: [&[T]; WELFORD_LANES] =
+            std::array::from_fn(|lane| group.get(lane).copied().unwrap_or(first));
+        let len = first.len();
+        let (mut mean, mut m2) = ([0.0f64; WELFORD_LANES], [0.0f64; WELFORD_LANES]);
+        let mut count = 0.0f64;
+        for i in 0..len {
+            count += 1.0;
+            let x: [f64; WELFORD_LANES] = std::array::from_fn(|lane| {
+                lanes[lane].get(i).map_or(0.0, |v| v.to_compute().to_f64())
+            });
+            for lane in 0..WELFORD_LANES {
+                let delta = x[lane] - mean[lane];
+                mean[lane] += delta / count;
+                m2[lane] += delta * (x[lane] - mean[lane]);
+            }
+        }
+        // Element counts are far below 2^53, so they convert to f64 exactly.
+        #[allow(clippy::cast_precision_loss)]
+        let n = len as f64;
+        stds.extend(
+            m2.iter()
+                .take(group.len())
+                .map(|&m2| C::from_f64((m2 / (n - 1.0)).sqrt())),
+        );
+    }
+    stds
+}
+
+/// How many Welford chains [`welford_stds`] runs together: a division's latency over its
+/// throughput on current x86 cores, and the text and guided samples of a batch of two.
+const WELFORD_LANES: usize = 4;
 
 /// torch's CPU `sum` of a contiguous tensor in the compute type (`SumKernel.cpp`,
 /// `cascade_sum`, one thread), with 32-byte vectors: 8 lanes of f32, 4 of f64. (torch
