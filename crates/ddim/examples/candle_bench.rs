@@ -3,7 +3,7 @@
 //! restoring its two inputs by `slice_set` before each call, against candle-transformers'
 //! `DDIMScheduler::step`, η = 0, F32, CPU), and one guided prediction
 //! (`backend::candle::guide`: CFG 7.5 + `rescale_noise_cfg` 0.7, against the same maths in
-//! plain candle ops).
+//! plain candle ops), and one step of a guided loop (the guided prediction, then the step).
 //!
 //! ```sh
 //! cargo run --release -p ddim --example candle_bench --features candle-transformers
@@ -161,6 +161,31 @@ fn main() -> candle_core::Result<()> {
     println!(
         "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x   (max |diff| {check:.2e})",
         "guide 2x4x64x64 (cfg 7.5 + 0.7)",
+        b / a
+    );
+    // One guided step of a loop, as a pipeline writes it: the guided prediction, then the
+    // DDIM step on the latents. Ours: `guide` (bit-exact) and `step_in_place` (the latents
+    // restored first, counted as ours); plain candle: the same maths in ops and
+    // candle-transformers' step.
+    let latents = Tensor::randn(0f32, 1.0, (2, 4, 64, 64), &dev)?;
+    let latents_io = latents.copy()?;
+    let (a, b) = time_pair(
+        budget,
+        || {
+            latents_io.slice_set(&latents, 0, 0)?;
+            let eps = ddim::backend::candle::guide(&noise_pred, 7.5, 0.7)?;
+            ddim::backend::candle::step_in_place(&ours, &eps, t, &latents_io, &Default::default())?;
+            Ok(())
+        },
+        || {
+            let eps = plain_guide(&noise_pred, 7.5, 0.7)?;
+            std::hint::black_box(theirs.step(&eps, t, &latents)?);
+            Ok(())
+        },
+    )?;
+    println!(
+        "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x",
+        "guided loop step 2x4x64x64",
         b / a
     );
     let (a, b) = time_pair(
