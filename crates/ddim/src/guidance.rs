@@ -165,7 +165,9 @@ pub fn rescale_noise_cfg<T: Element>(
     };
     let mut ratios = Vec::with_capacity(batch_size);
     for (sample, pair) in stds.chunks_exact(2).enumerate() {
-        let [std_text, std_cfg] = [pair[0], pair[1]];
+        let &[std_text, std_cfg] = pair else {
+            continue; // chunks_exact(2) gives pairs only
+        };
         if std_cfg.to_f64() == 0.0 {
             return Err(Error::ZeroStdCfg { sample });
         }
@@ -225,13 +227,11 @@ fn welford_stds<C: Compute, T: Element<Compute = C>>(samples: &[&[T]]) -> Vec<C>
         let mut count = 0.0f64;
         for i in 0..len {
             count += 1.0;
-            let x: [f64; WELFORD_LANES] = std::array::from_fn(|lane| {
-                lanes[lane].get(i).map_or(0.0, |v| v.to_compute().to_f64())
-            });
-            for lane in 0..WELFORD_LANES {
-                let delta = x[lane] - mean[lane];
-                mean[lane] += delta / count;
-                m2[lane] += delta * (x[lane] - mean[lane]);
+            for ((mean, m2), lane) in mean.iter_mut().zip(m2.iter_mut()).zip(&lanes) {
+                let x = lane.get(i).map_or(0.0, |v| v.to_compute().to_f64());
+                let delta = x - *mean;
+                *mean += delta / count;
+                *m2 += delta * (x - *mean);
             }
         }
         // Element counts are far below 2^53, so they convert to f64 exactly.
