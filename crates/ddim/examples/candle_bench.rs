@@ -1,7 +1,7 @@
 //! Times, in one process and alternately, this crate's candle backend against candle's own
 //! code: one DDIM step (`ddim::backend::candle::step`, and `step_in_place` timed together with
-//! restoring its two inputs by `slice_set` before each call, against candle-transformers'
-//! `DDIMScheduler::step`, η = 0, F32, CPU), and one guided prediction
+//! restoring its two inputs by `slice_set` before each call, then less that restoring timed
+//! alone, against candle-transformers' `DDIMScheduler::step`, η = 0, F32, CPU), and one guided prediction
 //! (`backend::candle::guide`: CFG 7.5 + `rescale_noise_cfg` 0.7, against the same maths in
 //! plain candle ops), and one step of a guided loop (the guided prediction, then the step).
 //!
@@ -138,6 +138,31 @@ fn main() -> candle_core::Result<()> {
             shape.0, shape.1, shape.2, shape.3
         );
         println!("{name:<34} {a:>12.1} {b:>12.1} {:>7.1}x", b / a);
+        // The copies alone, timed alternately with the in-place step and its copies: the
+        // difference is the step as a loop pays it (a loop has nothing to restore).
+        let (with_copies, copies) = time_pair(
+            budget,
+            || {
+                m_io.slice_set(&m, 0, 0)?;
+                x_io.slice_set(&x, 0, 0)?;
+                ddim::backend::candle::step_in_place(&ours, &m_io, t, &x_io, &Default::default())?;
+                Ok(())
+            },
+            || {
+                m_io.slice_set(&m, 0, 0)?;
+                x_io.slice_set(&x, 0, 0)?;
+                Ok(())
+            },
+        )?;
+        let step = with_copies - copies;
+        let name = format!(
+            "step_in_place {}x{}x{}x{}",
+            shape.0, shape.1, shape.2, shape.3
+        );
+        println!(
+            "{name:<34} {step:>12.1} {b:>12.1} {:>7.1}x   ({with_copies:.1} with copies - {copies:.1})",
+            b / step
+        );
     }
     let noise_pred = Tensor::randn(0f32, 1.0, (4, 4, 64, 64), &dev)?;
     let check = (ddim::backend::candle::guide(&noise_pred, 7.5, 0.7)?
