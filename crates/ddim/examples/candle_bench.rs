@@ -213,6 +213,27 @@ fn main() -> candle_core::Result<()> {
         "guided loop step 2x4x64x64",
         b / a
     );
+    // The same loop step with `guide_with_ops` (candle ops; the rescale's σ within 2 ulps of
+    // torch's instead of bit-exact).
+    let (a, b) = time_pair(
+        budget,
+        || {
+            latents_io.slice_set(&latents, 0, 0)?;
+            let eps = ddim::backend::candle::guide_with_ops(&noise_pred, 7.5, 0.7)?;
+            ddim::backend::candle::step_in_place(&ours, &eps, t, &latents_io, &Default::default())?;
+            Ok(())
+        },
+        || {
+            let eps = plain_guide(&noise_pred, 7.5, 0.7)?;
+            std::hint::black_box(theirs.step(&eps, t, &latents)?);
+            Ok(())
+        },
+    )?;
+    println!(
+        "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x",
+        "guided loop step, guide_with_ops",
+        b / a
+    );
     let (a, b) = time_pair(
         budget,
         || {
