@@ -119,20 +119,19 @@ fn main() -> candle_core::Result<()> {
         // The in-place step overwrites its inputs: each call first copies the originals back
         // (two copies of the sample's size, no allocation), and that time is counted as ours.
         let (m_io, x_io) = (m.copy()?, x.copy()?);
-        let (a, b) = time_pair(
-            budget,
-            || {
-                m_io.slice_set(&m, 0, 0)?;
-                x_io.slice_set(&x, 0, 0)?;
-                ddim::backend::candle::step_in_place(&ours, &m_io, t, &x_io, &Default::default())?;
-                Ok(())
-            },
-            || {
-                let out = theirs.step(&m, t, &x)?;
-                std::hint::black_box(out);
-                Ok(())
-            },
-        )?;
+        let copies = || -> candle_core::Result<()> {
+            m_io.slice_set(&m, 0, 0)?;
+            x_io.slice_set(&x, 0, 0)
+        };
+        let in_place_with_copies = || {
+            copies()?;
+            ddim::backend::candle::step_in_place(&ours, &m_io, t, &x_io, &Default::default())?;
+            Ok(())
+        };
+        let (a, b) = time_pair(budget, in_place_with_copies, || {
+            std::hint::black_box(theirs.step(&m, t, &x)?);
+            Ok(())
+        })?;
         let name = format!(
             "step_in_place+copies {}x{}x{}x{}",
             shape.0, shape.1, shape.2, shape.3
@@ -140,20 +139,7 @@ fn main() -> candle_core::Result<()> {
         println!("{name:<34} {a:>12.1} {b:>12.1} {:>7.1}x", b / a);
         // The copies alone, timed alternately with the in-place step and its copies: the
         // difference is the step as a loop pays it (a loop has nothing to restore).
-        let (with_copies, copies) = time_pair(
-            budget,
-            || {
-                m_io.slice_set(&m, 0, 0)?;
-                x_io.slice_set(&x, 0, 0)?;
-                ddim::backend::candle::step_in_place(&ours, &m_io, t, &x_io, &Default::default())?;
-                Ok(())
-            },
-            || {
-                m_io.slice_set(&m, 0, 0)?;
-                x_io.slice_set(&x, 0, 0)?;
-                Ok(())
-            },
-        )?;
+        let (with_copies, copies) = time_pair(budget, in_place_with_copies, copies)?;
         let step = with_copies - copies;
         let name = format!(
             "step_in_place {}x{}x{}x{}",
@@ -191,49 +177,41 @@ fn main() -> candle_core::Result<()> {
     // One guided step of a loop, as a pipeline writes it: the guided prediction, then the
     // DDIM step on the latents. Ours: `guide` (bit-exact) and `step_in_place` (the latents
     // restored first, counted as ours); plain candle: the same maths in ops and
-    // candle-transformers' step.
+    // candle-transformers' step. Then the same with `guide_with_ops` (candle ops; the
+    // rescale's σ within 2 ulps of torch's instead of bit-exact).
+    type Guide = fn(&Tensor, f32, f32) -> ddim::Result<Tensor>;
+    let guides: [(&str, Guide); 2] = [
+        ("guided loop step 2x4x64x64", ddim::backend::candle::guide),
+        (
+            "guided loop step, guide_with_ops",
+            ddim::backend::candle::guide_with_ops,
+        ),
+    ];
     let latents = Tensor::randn(0f32, 1.0, (2, 4, 64, 64), &dev)?;
     let latents_io = latents.copy()?;
-    let (a, b) = time_pair(
-        budget,
-        || {
-            latents_io.slice_set(&latents, 0, 0)?;
-            let eps = ddim::backend::candle::guide(&noise_pred, 7.5, 0.7)?;
-            ddim::backend::candle::step_in_place(&ours, &eps, t, &latents_io, &Default::default())?;
-            Ok(())
-        },
-        || {
-            let eps = plain_guide(&noise_pred, 7.5, 0.7)?;
-            std::hint::black_box(theirs.step(&eps, t, &latents)?);
-            Ok(())
-        },
-    )?;
-    println!(
-        "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x",
-        "guided loop step 2x4x64x64",
-        b / a
-    );
-    // The same loop step with `guide_with_ops` (candle ops; the rescale's σ within 2 ulps of
-    // torch's instead of bit-exact).
-    let (a, b) = time_pair(
-        budget,
-        || {
-            latents_io.slice_set(&latents, 0, 0)?;
-            let eps = ddim::backend::candle::guide_with_ops(&noise_pred, 7.5, 0.7)?;
-            ddim::backend::candle::step_in_place(&ours, &eps, t, &latents_io, &Default::default())?;
-            Ok(())
-        },
-        || {
-            let eps = plain_guide(&noise_pred, 7.5, 0.7)?;
-            std::hint::black_box(theirs.step(&eps, t, &latents)?);
-            Ok(())
-        },
-    )?;
-    println!(
-        "{:<34} {a:>12.1} {b:>12.1} {:>7.2}x",
-        "guided loop step, guide_with_ops",
-        b / a
-    );
+    for (name, guide) in guides {
+        let (a, b) = time_pair(
+            budget,
+            || {
+                latents_io.slice_set(&latents, 0, 0)?;
+                let eps = guide(&noise_pred, 7.5, 0.7)?;
+                ddim::backend::candle::step_in_place(
+                    &ours,
+                    &eps,
+                    t,
+                    &latents_io,
+                    &Default::default(),
+                )?;
+                Ok(())
+            },
+            || {
+                let eps = plain_guide(&noise_pred, 7.5, 0.7)?;
+                std::hint::black_box(theirs.step(&eps, t, &latents)?);
+                Ok(())
+            },
+        )?;
+        println!("{name:<34} {a:>12.1} {b:>12.1} {:>7.2}x", b / a);
+    }
     let (a, b) = time_pair(
         budget,
         || {

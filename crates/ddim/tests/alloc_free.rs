@@ -5,7 +5,7 @@
 mod common;
 
 use common::pseudo_random;
-use ddim::{DdimConfig, DdimScheduler, PredictionType, StepOptions};
+use ddim::{DdimConfig, DdimScheduler, StepOptions};
 
 #[test]
 fn step_into_does_not_allocate() {
@@ -18,51 +18,35 @@ fn step_into_does_not_allocate() {
             pseudo_random(len, 3),
         );
         let (mut prev, mut x0) = (vec![0.0f32; len], vec![0.0f32; len]);
-        for prediction_type in PredictionType::ALL.iter().copied() {
-            for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
-                let config = DdimConfig {
-                    prediction_type,
-                    clip_sample,
-                    thresholding,
-                    ..DdimConfig::default()
+        for (mode, scheduler) in common::mode_schedulers(50) {
+            for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
+                let options = StepOptions {
+                    eta,
+                    use_clipped_model_output: ucmo,
+                    variance_noise: Some(&z),
+                    batch_size: Some(batch),
+                    ..Default::default()
                 };
-                let mut scheduler = DdimScheduler::new(config).unwrap();
-                scheduler.set_timesteps(50).unwrap();
-                for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
-                    let options = StepOptions {
-                        eta,
-                        use_clipped_model_output: ucmo,
-                        variance_noise: Some(&z),
-                        batch_size: Some(batch),
-                        ..Default::default()
-                    };
-                    let info = allocation_counter::measure(|| {
-                        for &t in &scheduler.timesteps()[..3] {
-                            scheduler
-                                .step_into(&m, t, &x, &options, &mut prev, &mut x0)
-                                .unwrap();
-                        }
-                    });
-                    assert_eq!(
-                        info.count_total, 0,
-                        "{prediction_type} clip={clip_sample} threshold={thresholding} eta={eta}: {info:?}"
-                    );
-                    assert!(prev.iter().any(|v| *v != 0.0));
-                    // The in-place step, on copies made outside the measurement.
-                    let (mut m2, mut x2) = (m.clone(), x.clone());
-                    let info = allocation_counter::measure(|| {
-                        for &t in &scheduler.timesteps()[..3] {
-                            scheduler
-                                .step_in_place(&mut m2, t, &mut x2, &options)
-                                .unwrap();
-                        }
-                    });
-                    assert_eq!(
-                        info.count_total, 0,
-                        "in place: {prediction_type} clip={clip_sample} threshold={thresholding} eta={eta}: {info:?}"
-                    );
-                    assert!(x2 != x);
-                }
+                let info = allocation_counter::measure(|| {
+                    for &t in &scheduler.timesteps()[..3] {
+                        scheduler
+                            .step_into(&m, t, &x, &options, &mut prev, &mut x0)
+                            .unwrap();
+                    }
+                });
+                assert_eq!(info.count_total, 0, "{mode} eta={eta}: {info:?}");
+                assert!(prev.iter().any(|v| *v != 0.0));
+                // The in-place step, on copies made outside the measurement.
+                let (mut m2, mut x2) = (m.clone(), x.clone());
+                let info = allocation_counter::measure(|| {
+                    for &t in &scheduler.timesteps()[..3] {
+                        scheduler
+                            .step_in_place(&mut m2, t, &mut x2, &options)
+                            .unwrap();
+                    }
+                });
+                assert_eq!(info.count_total, 0, "in place: {mode} eta={eta}: {info:?}");
+                assert!(x2 != x);
             }
         }
     }

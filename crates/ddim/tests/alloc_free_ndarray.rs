@@ -8,7 +8,7 @@ mod common;
 
 use common::pseudo_random;
 use ddim::backend::{ndarray as dn, TensorStepOptions};
-use ddim::{DdimConfig, DdimScheduler, PredictionType};
+use ddim::{DdimConfig, DdimScheduler};
 use ndarray::{Array4, ShapeBuilder};
 
 const SHAPE: (usize, usize, usize, usize) = (2, 4, 64, 64);
@@ -23,47 +23,34 @@ fn step_in_place_on_standard_arrays_does_not_allocate() {
     assert!(SHAPE.0 * SHAPE.1 * SHAPE.2 * SHAPE.3 < ddim::PARALLEL_MIN_LEN);
     let (m, x, z) = (array(1), array(2), array(3));
     let (mut prev, mut x0) = (Array4::<f32>::zeros(SHAPE), Array4::<f32>::zeros(SHAPE));
-    for prediction_type in PredictionType::ALL.iter().copied() {
-        for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
-            let config = DdimConfig {
-                prediction_type,
-                clip_sample,
-                thresholding,
-                ..DdimConfig::default()
+    for (mode, scheduler) in common::mode_schedulers(50) {
+        for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
+            let options = TensorStepOptions {
+                eta,
+                use_clipped_model_output: ucmo,
+                variance_noise: Some(z.view()),
+                ..Default::default()
             };
-            let mut scheduler = DdimScheduler::new(config).unwrap();
-            scheduler.set_timesteps(50).unwrap();
-            for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
-                let options = TensorStepOptions {
-                    eta,
-                    use_clipped_model_output: ucmo,
-                    variance_noise: Some(z.view()),
-                    ..Default::default()
-                };
-                let (mut m2, mut x2) = (m.clone(), x.clone());
-                let info = allocation_counter::measure(|| {
-                    for &t in &scheduler.timesteps()[..3] {
-                        dn::step_in_place(&scheduler, m2.view_mut(), t, x2.view_mut(), &options)
-                            .unwrap();
-                        dn::step_into(
-                            &scheduler,
-                            m.view(),
-                            t,
-                            x.view(),
-                            &options,
-                            prev.view_mut(),
-                            x0.view_mut(),
-                        )
+            let (mut m2, mut x2) = (m.clone(), x.clone());
+            let info = allocation_counter::measure(|| {
+                for &t in &scheduler.timesteps()[..3] {
+                    dn::step_in_place(&scheduler, m2.view_mut(), t, x2.view_mut(), &options)
                         .unwrap();
-                    }
-                });
-                assert_eq!(
-                    info.count_total, 0,
-                    "{prediction_type} clip={clip_sample} threshold={thresholding} eta={eta}: {info:?}"
-                );
-                assert!(x2 != x);
-                assert!(prev.iter().any(|v| *v != 0.0));
-            }
+                    dn::step_into(
+                        &scheduler,
+                        m.view(),
+                        t,
+                        x.view(),
+                        &options,
+                        prev.view_mut(),
+                        x0.view_mut(),
+                    )
+                    .unwrap();
+                }
+            });
+            assert_eq!(info.count_total, 0, "{mode} eta={eta}: {info:?}");
+            assert!(x2 != x);
+            assert!(prev.iter().any(|v| *v != 0.0));
         }
     }
 }

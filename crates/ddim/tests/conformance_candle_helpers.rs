@@ -446,78 +446,64 @@ fn check_finite_on_tensors() {
 /// output, for every dtype and mode, on contiguous CPU tensors (the fused kernel) and on
 /// strided ones (`step` then `slice_set`); clones see the write; on error nothing changes.
 fn in_place_for<T: Element + WithDType>() {
-    use ddim::PredictionType;
     let shape = (2usize, 4usize, 8usize, 8usize);
     let n = 2 * 4 * 8 * 8;
     let dev = Device::Cpu;
     let tensor =
         |seed: u32| Tensor::from_vec(elems::<T>(&pseudo_random(n, seed)), shape, &dev).unwrap();
-    for prediction_type in PredictionType::ALL.iter().copied() {
-        for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
-            let config = DdimConfig {
-                prediction_type,
-                clip_sample,
-                thresholding,
-                ..DdimConfig::default()
+    for (mode, s) in common::mode_schedulers(20) {
+        let z = tensor(3);
+        for (eta, ucmo) in [(0.0, false), (1.0, true)] {
+            let options = TensorStepOptions {
+                eta,
+                use_clipped_model_output: ucmo,
+                variance_noise: Some(&z),
+                ..Default::default()
             };
-            let mut s = DdimScheduler::new(config).unwrap();
-            s.set_timesteps(20).unwrap();
-            let z = tensor(3);
-            for (eta, ucmo) in [(0.0, false), (1.0, true)] {
-                let options = TensorStepOptions {
-                    eta,
-                    use_clipped_model_output: ucmo,
-                    variance_noise: Some(&z),
-                    ..Default::default()
-                };
-                let (m, x) = (tensor(1), tensor(2));
-                let want = dc::step(&s, &m, 651, &x, &options).unwrap();
-                // Contiguous: the fused in-place kernel. A clone shares the storage.
-                let (m_in, x_in) = (m.copy().unwrap(), x.copy().unwrap());
-                let x_clone = x_in.clone();
-                dc::step_in_place(&s, &m_in, 651, &x_in, &options).unwrap();
-                let id = format!(
-                    "{:?} {prediction_type} clip={clip_sample} thr={thresholding} eta={eta}",
-                    T::DTYPE
-                );
-                assert_eq!(bits::<T>(&x_in), bits::<T>(&want.prev_sample), "{id}");
-                assert_eq!(
-                    bits::<T>(&m_in),
-                    bits::<T>(&want.pred_original_sample),
-                    "{id} x0"
-                );
-                assert_eq!(
-                    bits::<T>(&x_clone),
-                    bits::<T>(&want.prev_sample),
-                    "{id} clone"
-                );
-                // Strided views (of transposed storage) are refused, and left as they were.
-                let strided = |t: &Tensor| {
-                    t.transpose(2, 3)
-                        .unwrap()
-                        .contiguous()
-                        .unwrap()
-                        .transpose(2, 3)
-                        .unwrap()
-                };
-                let (m_s, x_s) = (strided(&m), strided(&x));
-                let e = dc::step_in_place(&s, &m_s, 651, &x_s, &options).unwrap_err();
-                assert!(e.to_string().contains("only supports contiguous"), "{e}");
-                assert_eq!(bits::<T>(&x_s), bits::<T>(&x), "{id} strided untouched");
-                // A strided noise tensor is read through the op path, with the same result.
-                let (m_in, x_in) = (m.copy().unwrap(), x.copy().unwrap());
-                let z_s = strided(&z);
-                let strided_noise = TensorStepOptions {
-                    variance_noise: Some(&z_s),
-                    ..options
-                };
-                dc::step_in_place(&s, &m_in, 651, &x_in, &strided_noise).unwrap();
-                assert_eq!(
-                    bits::<T>(&x_in),
-                    bits::<T>(&want.prev_sample),
-                    "{id} strided z"
-                );
-            }
+            let (m, x) = (tensor(1), tensor(2));
+            let want = dc::step(&s, &m, 651, &x, &options).unwrap();
+            // Contiguous: the fused in-place kernel. A clone shares the storage.
+            let (m_in, x_in) = (m.copy().unwrap(), x.copy().unwrap());
+            let x_clone = x_in.clone();
+            dc::step_in_place(&s, &m_in, 651, &x_in, &options).unwrap();
+            let id = format!("{:?} {mode} eta={eta}", T::DTYPE);
+            assert_eq!(bits::<T>(&x_in), bits::<T>(&want.prev_sample), "{id}");
+            assert_eq!(
+                bits::<T>(&m_in),
+                bits::<T>(&want.pred_original_sample),
+                "{id} x0"
+            );
+            assert_eq!(
+                bits::<T>(&x_clone),
+                bits::<T>(&want.prev_sample),
+                "{id} clone"
+            );
+            // Strided views (of transposed storage) are refused, and left as they were.
+            let strided = |t: &Tensor| {
+                t.transpose(2, 3)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .transpose(2, 3)
+                    .unwrap()
+            };
+            let (m_s, x_s) = (strided(&m), strided(&x));
+            let e = dc::step_in_place(&s, &m_s, 651, &x_s, &options).unwrap_err();
+            assert!(e.to_string().contains("only supports contiguous"), "{e}");
+            assert_eq!(bits::<T>(&x_s), bits::<T>(&x), "{id} strided untouched");
+            // A strided noise tensor is read through the op path, with the same result.
+            let (m_in, x_in) = (m.copy().unwrap(), x.copy().unwrap());
+            let z_s = strided(&z);
+            let strided_noise = TensorStepOptions {
+                variance_noise: Some(&z_s),
+                ..options
+            };
+            dc::step_in_place(&s, &m_in, 651, &x_in, &strided_noise).unwrap();
+            assert_eq!(
+                bits::<T>(&x_in),
+                bits::<T>(&want.prev_sample),
+                "{id} strided z"
+            );
         }
     }
 }

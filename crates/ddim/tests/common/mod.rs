@@ -232,3 +232,25 @@ pub fn sensitivity(
         .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
     magnitude * gain.max(1.0)
 }
+
+/// One scheduler per combination of the step's modes that selects its own code path: every
+/// prediction type, each with no bound, with clipping and with thresholding (other settings
+/// diffusers' defaults), `steps` timesteps set; with a label naming the combination.
+pub fn mode_schedulers(steps: usize) -> Vec<(String, DdimScheduler)> {
+    let mut schedulers = Vec::new();
+    for prediction_type in PredictionType::ALL.iter().copied() {
+        for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
+            let config = DdimConfig {
+                prediction_type,
+                clip_sample,
+                thresholding,
+                ..DdimConfig::default()
+            };
+            let mut scheduler = DdimScheduler::new(config).unwrap();
+            scheduler.set_timesteps(steps).unwrap();
+            let label = format!("{prediction_type} clip={clip_sample} threshold={thresholding}");
+            schedulers.push((label, scheduler));
+        }
+    }
+    schedulers
+}
