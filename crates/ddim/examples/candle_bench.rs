@@ -1,9 +1,10 @@
 //! Times, in one process and alternately, this crate's candle backend against candle's own
 //! code: one DDIM step (`ddim::backend::candle::step`, and `step_in_place` timed together with
 //! restoring its two inputs by `slice_set` before each call, then less that restoring timed
-//! alone, against candle-transformers' `DDIMScheduler::step`, η = 0, F32, CPU), and one guided prediction
-//! (`backend::candle::guide`: CFG 7.5 + `rescale_noise_cfg` 0.7, against the same maths in
-//! plain candle ops), and one step of a guided loop (the guided prediction, then the step).
+//! alone, against candle-transformers' `DDIMScheduler::step`, η = 0, F32, CPU), one guided
+//! prediction (`backend::candle::guide`: CFG 7.5 + `rescale_noise_cfg` 0.7, against the same
+//! maths in plain candle ops), and one step of a guided loop (the guided prediction, then the
+//! step).
 //!
 //! ```sh
 //! cargo run --release -p ddim --example candle_bench --features candle-transformers

@@ -165,8 +165,9 @@ const HISTOGRAM_FIRST_MIN_LEN: usize = 1 << 17;
 /// copies those inside it to a stack buffer while they fit, and builds a 256-bin histogram of
 /// the range; the range starts at the sampled pivots (one pass is then the rule; two for
 /// large items, whose bracket overflows the stack) and is narrowed to the bins holding the
-/// wanted ranks until its values fit on the stack or it holds one value. The keys are the bits of |x̂₀| as `f64`, whose order is the values' order
-/// for non-negative numbers. No heap allocation.
+/// wanted ranks until its values fit on the stack or it holds one value. The keys are the
+/// bits of |x̂₀| as `f64`, whose order is the values' order for non-negative numbers. No heap
+/// allocation.
 pub(crate) fn abs_x0_quantile<E: Element>(
     prediction: PredictionType,
     k: &Scalars<E::Compute>,
@@ -530,8 +531,25 @@ mod tests {
     /// brackets thousands): the first pass's histogram narrows the range, in f32 and f64.
     #[test]
     fn overflowing_bracket_is_narrowed_by_the_first_pass_histogram() {
-        use crate::coefficients::StepCoefficients;
-        let c = StepCoefficients::new(780, Some(760), 0.09, 0.1, 0.0);
+        fn agree<E: Element>(m: &[E], x: &[E], label: &str) {
+            use crate::coefficients::StepCoefficients;
+            let c = StepCoefficients::new(780, Some(760), 0.09, 0.1, 0.0);
+            let k = kernel::scalars(&c, <E::Compute as Compute>::ONE);
+            let zero = E::from_compute(<E::Compute as Compute>::ZERO);
+            for prediction in PredictionType::ALL.iter().copied() {
+                for q in [0.995, 0.9] {
+                    let (mut x0, mut scratch) = (vec![zero; m.len()], vec![zero; m.len()]);
+                    let want =
+                        recover_x0_and_quantile(prediction, &k, m, x, &mut x0, q, &mut scratch);
+                    let got = abs_x0_quantile(prediction, &k, m, x, q);
+                    assert_eq!(
+                        got.to_f64().to_bits(),
+                        want.to_f64().to_bits(),
+                        "{label} {prediction} q={q}"
+                    );
+                }
+            }
+        }
         let n = 300_000;
         let m32: Vec<f32> = (0..n)
             .map(|i| ((i as f32 * 0.37).sin() + (i as f32 * 0.011).cos()) * 1.7)
@@ -542,22 +560,8 @@ mod tests {
             .zip(&x32)
             .map(|(&m, &x)| (f64::from(m) * 1.000_000_1, f64::from(x)))
             .unzip();
-        for prediction in PredictionType::ALL.iter().copied() {
-            for q in [0.995, 0.9] {
-                let k = kernel::scalars(&c, 1.0f32);
-                let (mut x0, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
-                let want =
-                    recover_x0_and_quantile(prediction, &k, &m32, &x32, &mut x0, q, &mut scratch);
-                let got = abs_x0_quantile(prediction, &k, &m32, &x32, q);
-                assert_eq!(got.to_bits(), want.to_bits(), "f32 {prediction} q={q}");
-                let k = kernel::scalars(&c, 1.0f64);
-                let (mut x0, mut scratch) = (vec![0.0f64; n], vec![0.0f64; n]);
-                let want =
-                    recover_x0_and_quantile(prediction, &k, &m64, &x64, &mut x0, q, &mut scratch);
-                let got = abs_x0_quantile(prediction, &k, &m64, &x64, q);
-                assert_eq!(got.to_bits(), want.to_bits(), "f64 {prediction} q={q}");
-            }
-        }
+        agree(&m32, &x32, "f32");
+        agree(&m64, &x64, "f64");
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn step_into_does_not_allocate() {
             pseudo_random(len, 3),
         );
         let (mut prev, mut x0) = (vec![0.0f32; len], vec![0.0f32; len]);
-        for (mode, scheduler) in common::mode_schedulers(50) {
+        for (mode, scheduler) in common::mode_schedulers(&DdimConfig::default(), 50) {
             for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
                 let options = StepOptions {
                     eta,

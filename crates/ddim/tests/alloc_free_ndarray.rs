@@ -23,7 +23,7 @@ fn step_in_place_on_standard_arrays_does_not_allocate() {
     assert!(SHAPE.0 * SHAPE.1 * SHAPE.2 * SHAPE.3 < ddim::PARALLEL_MIN_LEN);
     let (m, x, z) = (array(1), array(2), array(3));
     let (mut prev, mut x0) = (Array4::<f32>::zeros(SHAPE), Array4::<f32>::zeros(SHAPE));
-    for (mode, scheduler) in common::mode_schedulers(50) {
+    for (mode, scheduler) in common::mode_schedulers(&DdimConfig::default(), 50) {
         for (eta, ucmo) in [(0.0, false), (1.0, true), (0.5, false)] {
             let options = TensorStepOptions {
                 eta,

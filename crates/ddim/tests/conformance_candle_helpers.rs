@@ -451,7 +451,7 @@ fn in_place_for<T: Element + WithDType>() {
     let dev = Device::Cpu;
     let tensor =
         |seed: u32| Tensor::from_vec(elems::<T>(&pseudo_random(n, seed)), shape, &dev).unwrap();
-    for (mode, s) in common::mode_schedulers(20) {
+    for (mode, s) in common::mode_schedulers(&DdimConfig::default(), 20) {
         let z = tensor(3);
         for (eta, ucmo) in [(0.0, false), (1.0, true)] {
             let options = TensorStepOptions {

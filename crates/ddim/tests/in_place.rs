@@ -106,34 +106,26 @@ fn every_mode<T: Element>(long: bool) {
             convert::<T>(&pseudo_random(len, 12)),
             convert::<T>(&pseudo_random(len, 13)),
         );
-        for prediction_type in PredictionType::ALL.iter().copied() {
-            for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
-                let config = DdimConfig {
-                    prediction_type,
-                    clip_sample,
-                    thresholding,
-                    clip_sample_range: 0.9,
-                    ..DdimConfig::default()
+        let base = DdimConfig {
+            clip_sample_range: 0.9,
+            ..DdimConfig::default()
+        };
+        for (mode, scheduler) in common::mode_schedulers(&base, 20) {
+            for (eta, ucmo) in [(0.0, false), (0.0, true), (1.0, false), (0.7, true)] {
+                let options = StepOptions {
+                    eta,
+                    use_clipped_model_output: ucmo,
+                    variance_noise: Some(&z),
+                    batch_size: Some(batch),
+                    ..Default::default()
                 };
-                let mut scheduler = DdimScheduler::new(config).unwrap();
-                scheduler.set_timesteps(20).unwrap();
-                for (eta, ucmo) in [(0.0, false), (0.0, true), (1.0, false), (0.7, true)] {
-                    let options = StepOptions {
-                        eta,
-                        use_clipped_model_output: ucmo,
-                        variance_noise: Some(&z),
-                        batch_size: Some(batch),
-                        ..Default::default()
-                    };
-                    for t in [951, 501, 1] {
-                        let what = format!(
-                            "{} len={len} b={batch} {prediction_type} clip={clip_sample} \
-                             thr={thresholding} eta={eta} ucmo={ucmo} t={t}",
-                            std::any::type_name::<T>()
-                        );
-                        assert!(check(&scheduler, &m, t, &x, &options, &what), "{what}");
-                        cases += 1;
-                    }
+                for t in [951, 501, 1] {
+                    let what = format!(
+                        "{} len={len} b={batch} {mode} eta={eta} ucmo={ucmo} t={t}",
+                        std::any::type_name::<T>()
+                    );
+                    assert!(check(&scheduler, &m, t, &x, &options, &what), "{what}");
+                    cases += 1;
                 }
             }
         }

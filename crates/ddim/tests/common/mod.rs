@@ -235,8 +235,8 @@ pub fn sensitivity(
 
 /// One scheduler per combination of the step's modes that selects its own code path: every
 /// prediction type, each with no bound, with clipping and with thresholding (other settings
-/// diffusers' defaults), `steps` timesteps set; with a label naming the combination.
-pub fn mode_schedulers(steps: usize) -> Vec<(String, DdimScheduler)> {
+/// from `base`), `steps` timesteps set; with a label naming the combination.
+pub fn mode_schedulers(base: &DdimConfig, steps: usize) -> Vec<(String, DdimScheduler)> {
     let mut schedulers = Vec::new();
     for prediction_type in PredictionType::ALL.iter().copied() {
         for (clip_sample, thresholding) in [(false, false), (true, false), (false, true)] {
@@ -244,7 +244,7 @@ pub fn mode_schedulers(steps: usize) -> Vec<(String, DdimScheduler)> {
                 prediction_type,
                 clip_sample,
                 thresholding,
-                ..DdimConfig::default()
+                ..base.clone()
             };
             let mut scheduler = DdimScheduler::new(config).unwrap();
             scheduler.set_timesteps(steps).unwrap();
